@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field, field_validator
 from posttrainbench.specs.agents import AgentSpec
 
 SandboxKind = Literal["bwrap", "none"]
-NetworkMode = Literal["open", "proxied", "offline"]
+NetworkMode = Literal["open", "offline"]
 
 
 class RunSpec(BaseModel):

@@ -1,0 +1,200 @@
+"""`ptb`: the command line."""
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from posttrainbench.errors import PtbError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="PostTrainBench: measure how well LLM agents post-train base LLMs.")
+models_app = typer.Typer(no_args_is_help=True, help="Base models and the local model cache.")
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def log(message: str) -> None:
+    console.print(f"[dim]ptb[/] {message}", highlight=False)
+
+
+@app.command()
+def run(
+    agent: Annotated[str, typer.Option(help="reference, command, or SCAFFOLD:MODEL (e.g. claude:claude-opus-4-6)")],
+    model: Annotated[str, typer.Option(help="base model id (see `ptb models list`)")],
+    benchmark: Annotated[str, typer.Option(help="benchmark id")],
+    hours: Annotated[float, typer.Option(help="the agent's wall-clock budget")] = 10.0,
+    gpus: Annotated[int, typer.Option(help="GPUs given to the agent")] = 1,
+    seed: int = 0,
+    limit: Annotated[int | None, typer.Option(help="evaluate only the first N test items")] = None,
+    command: Annotated[str | None, typer.Option(help="argv of a `command` agent (shell-quoted)")] = None,
+    sandbox: Annotated[str, typer.Option(help="bwrap, or none (no isolation: debugging only)")] = "bwrap",
+    network: Annotated[str, typer.Option(help="open or offline")] = "open",
+) -> None:
+    """Run one agent on one base model and benchmark, then evaluate and store the score."""
+    from posttrainbench.executors.pipeline import create_run, execute
+    from posttrainbench.specs import RunSpec, parse_agent
+
+    spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
+                 benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
+                 network=network)
+    if sandbox == "none":
+        console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
+    store = _store()
+    manifest = create_run(spec, store)
+    log(f"run {manifest.run_id} in {store.get(manifest.run_id).run_dir}")
+    row = execute(Path(store.get(manifest.run_id).run_dir), store, log=log)
+    _print_runs([row])
+    if row.score_source == "base":
+        fail(f"run {row.id} scored as the base model: {row.error}")
+
+
+@app.command(name="eval")
+def eval_(
+    model_path: Annotated[Path, typer.Argument(help="folder with safetensors weights, config and tokenizer")],
+    benchmark: Annotated[str, typer.Option(help="benchmark id")],
+    base_model: Annotated[str | None, typer.Option(help="base model id: picks the chat template")] = None,
+    limit: Annotated[int | None, typer.Option(help="first N items only")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="where metrics.json and the inspect log go")] = None,
+) -> None:
+    """Evaluate a model folder on a benchmark, exactly as the harness and the agent's evaluate.py do."""
+    from posttrainbench.evaluation.runner import evaluate
+
+    out_dir = out_dir or Path("ptb-eval") / benchmark
+    metrics = evaluate(model_path, benchmark, base_model=base_model, out_dir=out_dir, limit=limit)
+    out.print(f"{benchmark}: accuracy {metrics['accuracy']:.4f} ± {metrics.get('stderr') or 0:.4f} "
+              f"({metrics.get('n_samples', '?')} items) → {out_dir / 'metrics.json'}")
+
+
+@app.command()
+def results(
+    benchmark: Annotated[str | None, typer.Option(help="only this benchmark")] = None,
+    status: Annotated[str | None, typer.Option(help="only runs with this status")] = None,
+) -> None:
+    """Table of stored runs."""
+    store = _store()
+    where = {k: v for k, v in {"benchmark": benchmark, "status": status}.items() if v}
+    _print_runs(store.runs(**where))
+
+
+@app.command()
+def show(run_id: str) -> None:
+    """Details of one run: stages, metrics, artifacts."""
+    from rich.table import Table
+
+    store = _store()
+    row = store.get(run_id)
+    out.print(f"[bold]{row.id}[/]  {row.agent} · {row.model} · {row.benchmark} · seed {row.seed} · {row.status}")
+    out.print(f"run dir: {row.run_dir}")
+    table = Table("stage", "status", "started", "ended", "error")
+    for stage in store.stages(run_id):
+        table.add_row(stage["stage"], stage["status"], stage["started_at"] or "", stage["ended_at"] or "",
+                      stage["error"] or "")
+    out.print(table)
+    for label, metrics in store.metrics(run_id).items():
+        out.print(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    if row.score is not None:
+        out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + row.error if row.error else ''}")
+
+
+@app.command()
+def demo(
+    hours: Annotated[float, typer.Option(help="the reference agent's budget")] = 0.05,
+    limit: Annotated[int, typer.Option(help="HumanEval items evaluated")] = 20,
+    sandbox: Annotated[str, typer.Option(help="bwrap, or none")] = "bwrap",
+) -> None:
+    """Offline end to end on CPU: the reference agent post-trains SmolLM2-135M for HumanEval in a sandbox."""
+    from posttrainbench.executors.pipeline import create_run, execute
+    from posttrainbench.specs import AgentSpec, RunSpec
+
+    spec = RunSpec(agent=AgentSpec(scaffold="reference"), model="smollm2-135m", benchmark="humaneval",
+                   hours=hours, gpus=0, limit=limit, sandbox=sandbox, network="offline")
+    store = _store()
+    log("prepare: model, data, workspace")
+    manifest = create_run(spec, store)
+    row = execute(Path(store.get(manifest.run_id).run_dir), store, log=log)
+    metrics = store.metrics(row.id)
+    _print_runs([row])
+    base = metrics.get("base", {}).get("accuracy")
+    final = metrics.get("final", {}).get("accuracy")
+    out.print(f"HumanEval pass@1 on {limit} items: base {_pct(base)} → trained {_pct(final)}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The models in the catalog."""
+    from rich.table import Table
+
+    from posttrainbench import models
+    from posttrainbench.specs import all_models
+
+    table = Table("id", "hugging face id", "instruct twin (forbidden)", "source", "cached")
+    for spec in all_models():
+        table.add_row(spec.id, spec.hf_id, spec.instruct_twin or "—", spec.source.kind,
+                      "yes" if models.local_path(spec) else "no")
+    out.print(table)
+
+
+@models_app.command("fetch")
+def models_fetch(name: Annotated[str, typer.Argument(help="model id or Hugging Face id")]) -> None:
+    """Download (pinned revision) or convert a model into the local cache."""
+    from posttrainbench import models
+    from posttrainbench.specs import get_model
+
+    path = models.fetch(get_model(name))
+    out.print(str(path))
+
+
+def _spec(cls, **fields):
+    from pydantic import ValidationError
+
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+
+
+def _store():
+    from posttrainbench import paths
+    from posttrainbench.store import Store
+
+    store = Store(paths.store_path())
+    for run_id in store.reap_stale():
+        console.print(f"[yellow]run {run_id} was interrupted: marked failed[/]")
+    return store
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _print_runs(rows) -> None:
+    from rich.table import Table
+
+    table = Table("run", "agent", "model", "benchmark", "seed", "status", "score", "time used")
+    for row in rows:
+        used = f"{row.time_used_s / 60:.1f} min" if row.time_used_s is not None else "—"
+        score = _pct(row.score) + (" (base)" if row.score_source == "base" else "")
+        table.add_row(row.id, row.agent, row.model, row.benchmark, str(row.seed), row.status, score, used)
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except PtbError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)

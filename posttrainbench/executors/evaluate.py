@@ -1,0 +1,87 @@
+"""The harness's evaluations: the base model (cached: every run of a model on a benchmark shares it) and the
+agent's vetted final_model. Each runs in a child process so that a crash or OOM there cannot take the harness
+down, and its output streams to the console and a log file."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from posttrainbench import paths
+from posttrainbench.errors import PtbError
+from posttrainbench.workspace.layout import RunLayout
+from posttrainbench.workspace.manifest import RunManifest
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from posttrainbench.errors import PtbError
+from posttrainbench.evaluation.runner import evaluate
+args = json.loads(sys.argv[1])
+try:
+    evaluate(Path(args.pop("model_path")), args.pop("benchmark"), out_dir=Path(args.pop("out_dir")), **args)
+except PtbError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
+                   log: Callable[[str], None] = print) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
+            "base_model": base_model, "limit": limit}
+    log_path = out_dir / "evaluate.log"
+    last_error = ""
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            log_file.write(line)
+            log_file.flush()
+            if line.startswith("error: "):
+                last_error = line.removeprefix("error: ").strip()
+        proc.wait()
+    metrics_file = out_dir / "metrics.json"
+    if proc.returncode != 0 or not metrics_file.is_file():
+        reason = last_error or f"evaluation exited with code {proc.returncode}; see {log_path}"
+        raise PtbError(f"evaluating {model_path.name} on {benchmark} failed: {reason}")
+    metrics = json.loads(metrics_file.read_text())
+    log(f"{benchmark} accuracy of {model_path.name}: {metrics['accuracy']:.4f}")
+    return metrics
+
+
+def _base_key(manifest: RunManifest) -> str:
+    blob = json.dumps(
+        [manifest.model.model_dump(), manifest.benchmark.model_dump(), manifest.spec.limit,
+         manifest.versions.get("posttrainbench")],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[str], None] = print) -> dict:
+    """The base model's score on the same items: the stand-in score when the agent's model can't be used."""
+    cached = paths.cache_dir() / "baselines" / manifest.model.id / manifest.benchmark.id / _base_key(manifest)
+    if not (cached / "metrics.json").is_file():
+        tmp = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
+                       out_dir=tmp, limit=manifest.spec.limit, log=log)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.rename(cached)
+    else:
+        log(f"base score of {manifest.model.id} on {manifest.benchmark.id}: from cache")
+    dest = layout.results("base")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(cached, dest)
+    return json.loads((dest / "metrics.json").read_text())
+
+
+def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *,
+                   log: Callable[[str], None] = print) -> dict:
+    return run_evaluation(model_path, manifest.benchmark.id, base_model=manifest.model.id, out_dir=out_dir,
+                          limit=manifest.spec.limit, log=log)

@@ -1,0 +1,124 @@
+"""One run, stage by stage: prepare → agent → collect → evaluate → score.
+
+Every stage reads the manifest and writes its own file into the run directory; the store records each stage's
+status, so a run can be resumed after any crash and a finished stage is never repeated."""
+
+import json
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from posttrainbench import paths
+from posttrainbench.agents.launch import run_agent
+from posttrainbench.errors import PtbError
+from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
+from posttrainbench.specs import RunSpec
+from posttrainbench.store import RunRow, Store
+from posttrainbench.workspace.collect import CollectResult, collect
+from posttrainbench.workspace.layout import RunLayout
+from posttrainbench.workspace.manifest import RunManifest, read_manifest
+from posttrainbench.workspace.prepare import prepare
+
+STAGES = ("agent", "collect", "evaluate", "score")
+
+
+class Score(BaseModel):
+    score: float | None
+    source: str  # "final": the agent's model; "base": the base model's score stands in
+    reason: str | None = None
+    base: float | None = None
+    final: float | None = None
+
+
+def create_run(spec: RunSpec, store: Store, *, runs_dir: Path | None = None, kind: str = "agent") -> RunManifest:
+    runs_dir = runs_dir or paths.runs_dir()
+    manifest = prepare(spec, runs_dir=runs_dir, kind=kind)
+    store.add_run(
+        manifest.run_id,
+        kind=kind,
+        agent=spec.agent.name,
+        model=spec.model,
+        benchmark=spec.benchmark,
+        seed=spec.seed,
+        hours=spec.hours,
+        run_dir=runs_dir / manifest.run_id,
+        spec=spec.model_dump(),
+    )
+    store.stage_start(manifest.run_id, "prepare")
+    store.stage_end(manifest.run_id, "prepare")
+    return manifest
+
+
+def _stage(store: Store, run_id: str, name: str, work: Callable[[], None], log: Callable[[str], None]) -> None:
+    if store.stage_done(run_id, name):
+        log(f"{name}: already done")
+        return
+    log(f"{name}: started")
+    store.stage_start(run_id, name)
+    try:
+        work()
+    except BaseException as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        store.stage_end(run_id, name, error=message)
+        if not isinstance(exc, PtbError | KeyboardInterrupt):
+            (RunLayout(Path(store.get(run_id).run_dir)).logs / f"{name}.traceback").write_text(traceback.format_exc())
+        raise
+    store.stage_end(run_id, name)
+    log(f"{name}: done")
+
+
+def execute(run_dir: Path, store: Store, *, backend: str | None = None, log: Callable[[str], None] = print) -> RunRow:
+    layout = RunLayout(Path(run_dir))
+    manifest = read_manifest(layout.manifest)
+    run_id = manifest.run_id
+    store.set_status(run_id, "running")
+    try:
+        _stage(store, run_id, "agent", lambda: run_agent(manifest, layout, backend=backend or manifest.spec.sandbox), log)
+        _stage(store, run_id, "collect", lambda: _collect(manifest, layout), log)
+        _stage(store, run_id, "evaluate", lambda: _evaluate(manifest, layout, store, log), log)
+        _stage(store, run_id, "score", lambda: _score(manifest, layout, store), log)
+    except BaseException as exc:
+        store.set_status(run_id, "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    row = store.get(run_id)
+    store.set_status(run_id, "done", row.error)
+    return store.get(run_id)
+
+
+def _collect(manifest: RunManifest, layout: RunLayout) -> None:
+    result = collect(layout.submitted_model, layout.final_model, Path(manifest.base_model_dir))
+    (layout.root / "collect.json").write_text(result.model_dump_json(indent=2))
+
+
+def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Callable[[str], None]) -> None:
+    base = evaluate_base(manifest, layout, log=log)
+    store.put_metrics(manifest.run_id, "base", base)
+    collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
+    if collected.status != "ok":
+        return
+    try:
+        final = evaluate_model(manifest, layout.final_model, layout.results("final"), log=log)
+    except PtbError as exc:
+        (layout.results("final")).mkdir(parents=True, exist_ok=True)
+        (layout.results("final") / "error.txt").write_text(str(exc))
+        return
+    store.put_metrics(manifest.run_id, "final", final)
+
+
+def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
+    metrics = store.metrics(manifest.run_id)
+    base = metrics.get("base", {}).get("accuracy")
+    final = metrics.get("final", {}).get("accuracy")
+    collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
+    if final is not None:
+        score = Score(score=final, source="final", base=base, final=final)
+    else:
+        error_file = layout.results("final") / "error.txt"
+        reason = collected.reason if collected.status != "ok" else error_file.read_text().strip()
+        score = Score(score=base, source="base", reason=reason, base=base)
+    (layout.root / "score.json").write_text(score.model_dump_json(indent=2))
+    time_used = json.loads(layout.agent_exit.read_text()).get("wall_seconds") if layout.agent_exit.exists() else None
+    store.update(manifest.run_id, score=score.score, score_source=score.source, error=score.reason,
+                 time_used_s=time_used)
