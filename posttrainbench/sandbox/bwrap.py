@@ -1,0 +1,68 @@
+"""The bubblewrap command line for a SandboxRequest.
+
+The root is built from parts (binding / read-only and then mounting into it fails with EROFS on bwrap 0.8), so
+everything of the host that is not listed here or in the request (/root, /work, /home, other runs) does not exist
+inside.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from posttrainbench.errors import PtbError
+from posttrainbench.sandbox.gpus import gpu_mounts_and_env
+from posttrainbench.sandbox.request import SandboxRequest
+
+HOSTNAME = "ptb-sandbox"
+INSTALL_HINT = "apt-get install bubblewrap"
+
+
+def find_bwrap() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise PtbError(f"bubblewrap (bwrap) is not installed: run `{INSTALL_HINT}` (or pick the `none` backend for debugging)")
+    return path
+
+
+def bwrap_argv(request: SandboxRequest, *, bwrap: str = "bwrap", dev_root: Path = Path("/dev")) -> list[str]:
+    argv = [bwrap, "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    argv += _merged_usr_links()
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    if request.network == "host":
+        argv += _resolver_mount()
+    devices, gpu_env = gpu_mounts_and_env(request.gpus, dev_root)
+    if request.gpus:
+        # NVML and NCCL read the PCI topology from sysfs.
+        argv += ["--ro-bind", "/sys", "/sys"]
+    for mount in request.mounts:
+        argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+    for host, inside in devices:
+        argv += ["--dev-bind", str(host), inside]
+    argv += ["--chdir", request.cwd]
+    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", HOSTNAME]
+    argv += ["--new-session", "--die-with-parent"]
+    if request.network == "none":
+        argv.append("--unshare-net")
+    argv.append("--clearenv")
+    for key, value in {**request.env, **gpu_env}.items():
+        argv += ["--setenv", key, value]
+    return [*argv, "--", *request.argv]
+
+
+def _merged_usr_links() -> list[str]:
+    """Mirror /bin, /lib, ... as the host has them: symlinks into /usr on merged-/usr systems, else read-only dirs."""
+    argv: list[str] = []
+    for name in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(name):
+            argv += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            argv += ["--ro-bind", name, name]
+    return argv
+
+
+def _resolver_mount() -> list[str]:
+    """/etc/resolv.conf often links into /run (systemd-resolved); without its target, DNS fails inside."""
+    target = os.path.realpath("/etc/resolv.conf")
+    if os.path.exists(target) and not target.startswith(("/etc/", "/usr/")):
+        return ["--ro-bind", target, target]
+    return []

@@ -1,0 +1,314 @@
+"""Run one sandboxed process under a wall-clock limit, log its output with timestamps and classify how it ended."""
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Literal
+
+import psutil
+
+from posttrainbench.errors import PtbError
+from posttrainbench.sandbox.bwrap import bwrap_argv, find_bwrap
+from posttrainbench.sandbox.gpus import host_gpu_env
+from posttrainbench.sandbox.request import ExitInfo, SandboxRequest
+
+log = logging.getLogger(__name__)
+
+_MAX_LINE = 1 << 16  # longer lines are split, so a newline-free flood cannot exhaust memory
+
+
+def run(
+    request: SandboxRequest,
+    *,
+    backend: Literal["bwrap", "none"],
+    time_limit_s: float,
+    log_path: Path,
+    grace_s: float = 30.0,
+) -> ExitInfo:
+    """Run `request`, appending its merged stdout/stderr to `log_path` as `[UTC time] line`.
+
+    At `time_limit_s` every process of the sandbox gets SIGTERM, and SIGKILL `grace_s` later. If the harness is
+    interrupted (KeyboardInterrupt, SIGTERM, any exception) the sandbox is killed before the exception propagates.
+    """
+    request.validate()
+    if time_limit_s <= 0 or grace_s < 0:
+        raise PtbError(f"time limit must be positive and grace non-negative, got {time_limit_s} and {grace_s}")
+    if backend == "bwrap":
+        job = _BwrapJob(request)
+    elif backend == "none":
+        job = _HostJob(request)
+    else:
+        raise PtbError(f"unknown sandbox backend {backend!r} (bwrap or none)")
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started_at, start = _utc_now(), time.monotonic()
+    try:
+        job.start()
+    except OSError as error:
+        job.close()
+        return ExitInfo(
+            status="failed_to_start",
+            returncode=None,
+            wall_seconds=round(time.monotonic() - start, 3),
+            started_at=started_at,
+            ended_at=_utc_now(),
+            detail=f"could not start {job.argv[0]}: {error}",
+        )
+    pump = _LogPump(job.proc.stdout, log_path)
+    timed_out = False
+    try:
+        with _sigterm_raises():
+            try:
+                job.proc.wait(timeout=time_limit_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                job.stop(grace_s)
+    except BaseException as error:
+        job.stop(0)
+        pump.finish()
+        job.close()
+        if isinstance(error, _Terminated):
+            # Die of the SIGTERM as we would have without the handler, now that nothing is left behind.
+            signal.raise_signal(signal.SIGTERM)
+        raise
+    pump.finish()
+    job.close()
+    wall = round(time.monotonic() - start, 3)
+    info = dict(wall_seconds=wall, started_at=started_at, ended_at=_utc_now())
+    returncode = job.returncode()
+    if timed_out:
+        detail = f"time limit of {time_limit_s:g} s reached: sent SIGTERM, SIGKILL after {grace_s:g} s grace"
+        return ExitInfo(status="timed_out", returncode=returncode, detail=job.label(detail), **info)
+    if job.never_ran():
+        detail = f"the sandbox could not be set up: {pump.last_line() or 'no output'}"
+        return ExitInfo(status="failed_to_start", returncode=returncode, detail=job.label(detail), **info)
+    if returncode == 0:
+        return ExitInfo(status="finished", returncode=0, detail=job.label(f"exit 0 after {wall:.1f} s"), **info)
+    detail = f"exit code {returncode}{_signal_note(returncode)} after {wall:.1f} s"
+    if pump.last_line():
+        detail += f"; last output: {pump.last_line()}"
+    return ExitInfo(status="crashed", returncode=returncode, detail=job.label(detail), **info)
+
+
+class _BwrapJob:
+    """Isolated: bwrap's pid namespace holds every process the agent starts, detached or not."""
+
+    def __init__(self, request: SandboxRequest) -> None:
+        self.argv = bwrap_argv(request, bwrap=find_bwrap())
+        self._status_read = -1
+        self._status = b""
+
+    def start(self) -> None:
+        self._status_read, status_write = os.pipe()
+        try:
+            # Called from the waiting thread on purpose: --die-with-parent fires when the *thread* that started
+            # bwrap exits.
+            self.proc = subprocess.Popen(
+                [self.argv[0], "--json-status-fd", str(status_write), *self.argv[1:]],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={},
+                start_new_session=True,
+                pass_fds=(status_write,),
+            )
+        finally:
+            os.close(status_write)
+
+    def stop(self, grace_s: float) -> None:
+        if self.proc.poll() is None and grace_s > 0:
+            # Not bwrap itself: its death SIGKILLs the sandbox at once, leaving the agent no grace.
+            _signal_all(_descendants(self.proc.pid), signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            # The namespace's init dies with bwrap (--die-with-parent), and the kernel then kills everything left.
+            _signal_all([psutil.Process(self.proc.pid), *_descendants(self.proc.pid)], signal.SIGKILL)
+            self.proc.wait()
+
+    def returncode(self) -> int:
+        return _shell_code(self.proc.returncode)
+
+    def never_ran(self) -> bool:
+        # bwrap reports an exit-code only for a command it managed to exec; its own failures exit 1 without one.
+        return self.proc.returncode == 1 and b'"exit-code"' not in self._status
+
+    def label(self, detail: str) -> str:
+        return detail
+
+    def close(self) -> None:
+        """Collect bwrap's status lines (all written once it has exited) and release the pipe."""
+        if self._status_read < 0:
+            return
+        os.set_blocking(self._status_read, False)
+        try:
+            while chunk := os.read(self._status_read, 65536):
+                self._status += chunk
+        except BlockingIOError:
+            pass
+        os.close(self._status_read)
+        self._status_read = -1
+
+
+class _HostJob:
+    """No isolation at all (debugging only): sandbox paths are translated back to the host paths they mount."""
+
+    def __init__(self, request: SandboxRequest) -> None:
+        log.warning(
+            "SANDBOX BACKEND 'none': the agent runs UNISOLATED on this host with full access to its files, "
+            "network and processes. Use it only for debugging."
+        )
+        self._mounts = [(m.target.rstrip("/") or "/", str(m.source)) for m in request.mounts]
+        if not any(_within(request.cwd, target) for target, _ in self._mounts):
+            raise PtbError(f"backend 'none' needs the cwd {request.cwd} to lie inside one of the request's mounts")
+        self.argv = [self._host(arg) for arg in request.argv]
+        self._cwd = self._host(request.cwd)
+        self._env = {k: self._host_list(v) for k, v in request.env.items()} | host_gpu_env(request.gpus)
+        self._seen: list[psutil.Process] = []
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self._cwd,
+            env=self._env,
+            start_new_session=True,
+        )
+
+    def stop(self, grace_s: float) -> None:
+        # Best effort: a process that double-forks out of the group before we look escapes.
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+            if sig == signal.SIGTERM and grace_s <= 0:
+                continue
+            self._seen += _descendants(self.proc.pid)
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            _signal_all(self._seen, sig)
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def returncode(self) -> int:
+        return _shell_code(self.proc.returncode)
+
+    def never_ran(self) -> bool:
+        return False
+
+    def label(self, detail: str) -> str:
+        return f"{detail} (UNSANDBOXED backend 'none')"
+
+    def close(self) -> None:
+        pass
+
+    def _host(self, path: str) -> str:
+        """The host path behind a sandbox path: the last mount covering it wins, as it does inside the sandbox."""
+        for target, source in reversed(self._mounts):
+            if _within(path, target):
+                rest = path if target == "/" else path[len(target) :]
+                return source.rstrip("/") + rest if rest else source
+        return path
+
+    def _host_list(self, value: str) -> str:
+        return ":".join(self._host(part) for part in value.split(":"))
+
+
+class _LogPump:
+    """Copies a pipe to the log line by line as it arrives, each line stamped with the time it was read."""
+
+    def __init__(self, pipe: IO[bytes], log_path: Path) -> None:
+        self._pipe = pipe
+        self._log = open(log_path, "ab")
+        self._tail: collections.deque[bytes] = collections.deque(maxlen=1)
+        self._thread = threading.Thread(target=self._copy, name="sandbox-log", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        for line in iter(lambda: self._pipe.readline(_MAX_LINE), b""):
+            stamp = datetime.now(timezone.utc).strftime("[%Y-%m-%dT%H:%M:%SZ] ").encode()
+            self._log.write(stamp + line + (b"" if line.endswith(b"\n") else b"\n"))
+            self._log.flush()
+            if line.strip():
+                self._tail.append(line)
+
+    def finish(self) -> None:
+        # A process that escaped the kill (backend none) may keep the pipe open: don't wait for it forever.
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._pipe.close()
+            self._log.close()
+
+    def last_line(self) -> str:
+        if not self._tail:
+            return ""
+        return self._tail[-1].decode("utf-8", "replace").strip()[:300]
+
+
+class _Terminated(BaseException):
+    pass
+
+
+@contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into an exception while we wait, so that the sandbox is killed on the way out."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_all(processes: list[psutil.Process], sig: int) -> None:
+    for process in processes:
+        try:
+            process.send_signal(sig)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def _shell_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _signal_note(code: int) -> str:
+    if code > 128:
+        try:
+            return f" ({signal.Signals(code - 128).name})"
+        except ValueError:
+            return ""
+    return ""
+
+
+def _within(path: str, folder: str) -> bool:
+    return folder == "/" or path == folder or path.startswith(folder + "/")
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
