@@ -1,0 +1,347 @@
+"""Evaluate a checkpoint on one benchmark with inspect-ai, under pinned generation settings.
+
+What the original let the agent influence and this runner does not: the chat template (chosen by the base-model
+spec), the sampling parameters (the benchmark spec; the checkpoint's generation_config.json is never read), remote
+code and pickled weights (refused before loading).
+"""
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from posttrainbench.errors import PtbError
+from posttrainbench.evaluation import data
+from posttrainbench.evaluation.base import EvalContext, GraderConfig
+from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
+from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
+from posttrainbench.specs.benchmarks import Generation
+from posttrainbench.workspace.layout import SANDBOX_DATA
+
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
+# Files a checkpoint brings that the evaluation must not take from it.
+NOT_CARRIED = {"generation_config.json", "custom_generate"}
+
+EVALUATE_PY = Path(__file__).parent / "evaluate_py.jinja"
+
+
+def check_model_dir(model_path: Path) -> None:
+    """Refuse checkpoints that cannot be loaded safely: no safetensors, pickled weights only, or remote code."""
+    if not model_path.is_dir():
+        raise PtbError(f"model directory {model_path} does not exist")
+    files = [p for p in model_path.iterdir() if p.is_file()]
+    if not (model_path / "config.json").is_file():
+        hint = " (it holds a PEFT adapter: merge it into the base model first)" if (
+            model_path / "adapter_config.json"
+        ).is_file() else ""
+        raise PtbError(f"{model_path} has no config.json{hint}")
+    if not any(p.name.endswith(".safetensors") for p in files):
+        pickled = sorted(p.name for p in files if p.suffix in PICKLED_WEIGHTS)
+        if pickled:
+            raise PtbError(f"{model_path} has only pickled weights ({', '.join(pickled[:3])}); save with safetensors")
+        raise PtbError(f"{model_path} has no *.safetensors weights")
+    for name in CONFIG_FILES:
+        path = model_path / name
+        if path.is_file():
+            try:
+                config = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise PtbError(f"{path} is not valid JSON ({exc.msg})") from None
+            if isinstance(config, dict) and "auto_map" in config:
+                raise PtbError(f"{path} has auto_map: models that need remote code are not evaluated")
+
+
+def resolve_backend(backend: str, device: str | None) -> tuple[str, str]:
+    """(backend, device): vLLM when it is importable and a GPU is present, else transformers."""
+    import torch
+
+    has_gpu = torch.cuda.is_available()
+    if backend == "auto":
+        backend = "vllm" if has_gpu and importlib.util.find_spec("vllm") is not None else "hf"
+    if backend not in ("hf", "vllm"):
+        raise PtbError(f"unknown backend '{backend}'; valid: auto, hf, vllm")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise PtbError("backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]')")
+    return backend, device or ("cuda" if has_gpu else "cpu")
+
+
+def _stop_token_ids(model_path: Path, template: ChatTemplate) -> tuple[list[int], int | None, int | None]:
+    """Ids generation stops at (the tokenizer's EOS and the template's end-of-turn), pad id, bos id."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    stops = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    if template.end_of_turn:
+        eot = tok.convert_tokens_to_ids(template.end_of_turn)
+        if eot is not None and eot != tok.unk_token_id and eot not in stops:
+            stops.append(eot)
+    if not stops:
+        raise PtbError(f"{model_path}: the tokenizer has no end-of-sequence token and the template none either")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+    return stops, pad, tok.bos_token_id
+
+
+def _model_view(model_path: Path, dest: Path, generation: dict) -> Path:
+    """A folder of links to the checkpoint's files, minus what it must not decide, plus our generation config."""
+    dest.mkdir(parents=True)
+    for item in model_path.iterdir():
+        if item.name in NOT_CARRIED or item.suffix in PICKLED_WEIGHTS or item.suffix == ".py" or not item.is_file():
+            continue
+        (dest / item.name).symlink_to(item.resolve())
+    (dest / "generation_config.json").write_text(json.dumps(generation, indent=2))
+    return dest
+
+
+def _hf_generation_config(gen: Generation, max_tokens: int, stops: list[int], pad: int | None, bos: int | None) -> dict:
+    config: dict = {"eos_token_id": stops, "pad_token_id": pad, "max_new_tokens": max_tokens}
+    if bos is not None:
+        config["bos_token_id"] = bos
+    if gen.temperature is None:
+        config["do_sample"] = False
+    else:
+        # Unset sampling knobs are neutral rather than transformers' defaults (top_k=50).
+        config.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p or 1.0, top_k=gen.top_k or 0)
+    return config
+
+
+def evaluate(
+    model_path: Path,
+    benchmark: str,
+    *,
+    base_model: str,
+    out_dir: Path,
+    limit: int | None = None,
+    backend: str = "auto",
+    device: str | None = None,
+    max_tokens: int | None = None,
+    max_connections: int | None = None,
+    grader: GraderConfig | None = None,
+    gpu_memory_utilization: float | None = None,
+) -> dict:
+    """Evaluate `model_path` on `benchmark`; write out_dir/metrics.json (and inspect logs under out_dir/logs)."""
+    spec = get_benchmark(benchmark)
+    base = get_model(base_model)
+    model_path = Path(model_path).resolve()
+    out_dir = Path(out_dir).resolve()
+    check_model_dir(model_path)
+    if spec.grader and grader is None:
+        raise PtbError(f"benchmark {spec.id} needs an LLM grader endpoint (GraderConfig)")
+    if limit is not None and limit <= 0:
+        limit = None
+    module = importlib.import_module(f"posttrainbench.evaluation.{spec.module}")
+    template = chat_template(base, model_path, tools=getattr(module, "USES_TOOLS", False))
+    backend, device = resolve_backend(backend, device)
+    stops, pad, bos = _stop_token_ids(model_path, template)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    first = max_tokens or spec.generation.max_tokens
+    budgets = [first] + [t for t in spec.generation.fallback_max_tokens if t < first]
+    attempts: list[dict] = []
+    for budget in budgets:
+        generation = spec.generation.model_copy(update={"max_tokens": budget})
+        ctx = EvalContext(
+            benchmark=spec,
+            base_model=base,
+            limit=limit,
+            generation=generation,
+            data_file=lambda name: data.data_file(spec, name),
+            grader=grader,
+            work_dir=out_dir / "work",
+        )
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="ptb-eval-") as tmp:
+            view = _model_view(
+                model_path, Path(tmp) / "model", _hf_generation_config(generation, budget, stops, pad, bos)
+            )
+            try:
+                log = _run_inspect(
+                    module, ctx, view, template, generation, backend, device, limit,
+                    max_connections, gpu_memory_utilization, stops, out_dir,
+                )
+                error = None if log.status == "success" else (log.error.message if log.error else log.status)
+            except PtbError:
+                raise
+            except Exception as exc:  # a failed generation (OOM, server crash) is retried with fewer tokens
+                log, error = None, f"{type(exc).__name__}: {exc}"
+        attempts.append(
+            {"max_tokens": budget, "status": "success" if error is None else "error", "error": error,
+             "seconds": round(time.monotonic() - started, 2)}
+        )
+        if error is None:
+            break
+        print(f"evaluation with max_tokens={budget} failed: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+    else:
+        (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
+        raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times; see {out_dir}/logs")
+
+    metrics = _metrics(log, module)
+    metrics.update(
+        benchmark=spec.id,
+        base_model=base.id,
+        model_path=str(model_path),
+        backend=backend,
+        device=device,
+        limit=limit,
+        generation={
+            **generation.model_dump(exclude={"fallback_max_tokens"}),
+            "stop_token_ids": stops,
+            "enable_thinking": True,
+            "max_connections": max_connections,
+            **template.record(),
+        },
+        attempts=attempts,
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _run_inspect(module, ctx: EvalContext, view: Path, template: ChatTemplate, gen: Generation, backend: str, device: str,
+                 limit: int | None, max_connections: int | None, gpu_memory_utilization: float | None,
+                 stops: list[int], out_dir: Path):
+    import inspect_ai
+
+    task = module.build_task(ctx)
+    common = dict(
+        log_dir=str(out_dir / "logs"),
+        log_format="json",
+        limit=limit,
+        max_tokens=gen.max_tokens,
+        seed=gen.seed,
+        max_connections=max_connections,
+        top_p=gen.top_p,
+        display="full" if sys.stdout.isatty() else "plain",
+        score_display=False,
+        log_realtime=False,
+    )
+    if backend == "hf":
+        import torch
+
+        model_args = {
+            "model_path": str(view),
+            "device": device,
+            "chat_template": template.text,
+            "enable_thinking": True,
+            "do_sample": gen.temperature is not None,
+            "use_safetensors": True,
+            # bf16 checkpoints are slow (and on some CPUs inexact) in bf16 on CPU.
+            "dtype": "auto" if device.startswith("cuda") else torch.float32,
+        }
+        if max_connections:
+            model_args["batch_size"] = max_connections
+        logs = inspect_ai.eval(
+            task, model="hf/local", model_args=model_args, temperature=gen.temperature, top_k=gen.top_k, **common
+        )
+    else:
+        template_file = view / "ptb_chat_template.jinja"
+        template_file.write_text(template.text)
+        model_args = {"chat_template": str(template_file), "generation_config": "vllm", "seed": gen.seed}
+        if gpu_memory_utilization:
+            model_args["gpu_memory_utilization"] = gpu_memory_utilization
+        # e.g. BFCL's tool-call parser flags for `vllm serve`
+        model_args.update(getattr(module, "VLLM_ARGS", {}))
+        extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
+        if gen.top_k is not None:
+            extra_body["top_k"] = gen.top_k
+        logs = inspect_ai.eval(
+            task,
+            model=f"vllm/{view}",
+            model_args=model_args,
+            temperature=gen.temperature if gen.temperature is not None else 0.0,
+            extra_body=extra_body,
+            **common,
+        )
+    return logs[0]
+
+
+def _metrics(log, module) -> dict:
+    scores = log.results.scores if log.results else []
+    if not scores:
+        raise PtbError("the evaluation produced no scores")
+    values = {name: metric.value for name, metric in scores[0].metrics.items()}
+    metrics = {"accuracy": values.get("accuracy"), "stderr": values.get("stderr")}
+    summarize = getattr(module, "summarize", None)
+    if summarize is not None:
+        metrics.update(summarize(log))
+    usage = log.stats.model_usage if log.stats else {}
+    started, completed = log.stats.started_at, log.stats.completed_at
+    metrics.update(
+        n_samples=log.results.completed_samples,
+        output_tokens=sum(u.output_tokens for u in usage.values()),
+        input_tokens=sum(u.input_tokens for u in usage.values()),
+        eval_seconds=round(
+            (datetime.fromisoformat(completed) - datetime.fromisoformat(started)).total_seconds(), 2
+        ) if started and completed else None,
+    )
+    return metrics
+
+
+def render_evaluate_py(benchmark: BenchmarkSpec, base_model: ModelSpec) -> str:
+    """The evaluate.py placed in the agent's task dir: this runner with the benchmark and base model baked in."""
+    from jinja2 import Template
+
+    return Template(EVALUATE_PY.read_text(), keep_trailing_newline=True).render(
+        benchmark=benchmark, base_model=base_model, defaults=benchmark.agent_defaults, sandbox_data=SANDBOX_DATA
+    )
+
+
+def _parser(spec: BenchmarkSpec | None) -> argparse.ArgumentParser:
+    defaults = spec.agent_defaults if spec else None
+    parser = argparse.ArgumentParser(description="Evaluate a model on a PostTrainBench benchmark.")
+    parser.add_argument("--benchmark", required=True, help="benchmark id, e.g. gsm8k")
+    parser.add_argument("--base-model", required=True, help="base model id: decides the chat template")
+    parser.add_argument("--model-path", default="final_model", help="model directory (default: final_model)")
+    parser.add_argument(
+        "--limit", type=int, default=(defaults.limit if defaults and defaults.limit else -1),
+        help="evaluate only the first N items; -1 = all",
+    )
+    parser.add_argument("--json-output-file", default=None, help="also write the metrics here")
+    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens if defaults else None)
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections if defaults else None,
+                        help="concurrent requests (vLLM) or batch size (transformers)")
+    parser.add_argument("--gpu-memory-utilization", type=float,
+                        default=defaults.gpu_memory_utilization if defaults else None)
+    parser.add_argument("--templates-dir", default=None,
+                        help="accepted for compatibility; the chat template is chosen by the base model")
+    parser.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"])
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--out-dir", default=None, help="logs and metrics (default: eval_results/<benchmark>-<time>)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known, _ = _parser(None).parse_known_args(argv)
+    try:
+        spec = get_benchmark(known.benchmark)
+        args = _parser(spec).parse_args(argv)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = Path(args.out_dir or f"eval_results/{spec.id}-{stamp}")
+        metrics = evaluate(
+            Path(args.model_path),
+            spec.id,
+            base_model=args.base_model,
+            out_dir=out_dir,
+            limit=args.limit,
+            backend=args.backend,
+            device=args.device,
+            max_tokens=args.max_tokens,
+            max_connections=args.max_connections,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+        )
+    except PtbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json_output_file:
+        Path(args.json_output_file).write_text(json.dumps(metrics, indent=2))
+    print(f"{spec.id} accuracy: {metrics['accuracy']:.4f} (stderr {metrics['stderr'] or 0:.4f}, "
+          f"n={metrics['n_samples']}) — details in {out_dir}/metrics.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
