@@ -1,0 +1,57 @@
+"""AIME 2025 I+II: 30 problems, 0-shot, the final integer answer must match exactly."""
+
+import json
+from pathlib import Path
+
+from inspect_ai import Task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
+from inspect_ai.solver import TaskState, generate, prompt_template
+
+from posttrainbench.errors import PtbError
+from posttrainbench.evaluation.base import EvalContext
+from posttrainbench.evaluation.extract import extract_integer
+
+# The "ANSWER: $ANSWER" last line is the convention of inspect_evals' AIME task, which the original used.
+PROMPT = """Solve the following math problem step by step. The last line of your response must have the form \
+"ANSWER: $ANSWER" (without quotes), where $ANSWER is the answer to the problem.
+
+{prompt}
+
+Remember to end with the answer on its own line as "ANSWER: $ANSWER" (without quotes); no \\boxed command is needed."""
+
+
+def load_samples(path: Path) -> list[Sample]:
+    """One sample per JSON line with `problem` and `answer` (the mirror's and math-ai/aime25's layout)."""
+    samples = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        try:
+            samples.append(Sample(id=number, input=row["problem"], target=str(int(row["answer"]))))
+        except (KeyError, ValueError) as exc:
+            raise PtbError(f"{path}: line {number} needs 'problem' and an integer 'answer' ({exc})") from None
+    return samples
+
+
+@scorer(metrics=[accuracy(), stderr()])
+def integer_answer() -> Scorer:
+    async def score(state: TaskState, target: Target) -> Score:
+        value = extract_integer(state.output.completion)
+        return Score(
+            value=CORRECT if value == int(target.text) else INCORRECT,
+            answer="" if value is None else str(value),
+            metadata={"extracted": value is not None},
+        )
+
+    return score
+
+
+def build_task(ctx: EvalContext) -> Task:
+    samples = load_samples(ctx.data_file("test"))[: ctx.limit]
+    return Task(
+        dataset=MemoryDataset(samples, name="aime2025"),
+        solver=[prompt_template(PROMPT), generate()],
+        scorer=integer_answer(),
+    )
