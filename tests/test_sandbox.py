@@ -206,6 +206,7 @@ def test_time_limit_sends_term_first(bwrap, run_dir):
     assert info.status == "timed_out", (info, log)
     assert time.monotonic() - started < 5
     assert "got TERM" in _output(log)
+    assert "within the grace" in info.detail
 
 
 @pytest.mark.bwrap
@@ -214,6 +215,10 @@ def test_crash_is_reported_with_returncode(bwrap, run_dir):
     assert (info.status, info.returncode) == ("crashed", 3)
     assert "boom" in info.detail
     assert _output(log) == ["working", "boom"]
+
+    # bwrap's own failures also exit 1: an agent's exit 1 must still count as its crash.
+    info, _ = _run(run_dir, _request(run_dir, ["/bin/sh", "-c", "exit 1"]))
+    assert (info.status, info.returncode) == ("crashed", 1)
 
     info, _ = _run(run_dir, _request(run_dir, ["/bin/sh", "-c", "kill -SEGV $$"]))
     assert (info.status, info.returncode) == ("crashed", 128 + signal.SIGSEGV)
@@ -372,4 +377,11 @@ def test_none_backend_enforces_the_time_limit(run_dir):
     info, log = _run(run_dir, request, backend="none", time_limit_s=1, grace_s=0.5)
     assert info.status == "timed_out"
     assert _output(log) == ["started"]
+    assert _wait_for_no_survivors(marker) == []
+
+
+def test_none_backend_leaves_no_background_processes(run_dir):
+    marker = _marker()
+    info, _ = _run(run_dir, _request(run_dir, ["/bin/sh", "-c", f"sleep {marker} >/dev/null & exit 0"]), backend="none")
+    assert info.status == "finished"
     assert _wait_for_no_survivors(marker) == []

@@ -20,7 +20,7 @@ INSTALL_HINT = "apt-get install bubblewrap"
 def find_bwrap() -> str:
     path = shutil.which("bwrap")
     if path is None:
-        raise PtbError(f"bubblewrap (bwrap) is not installed: run `{INSTALL_HINT}` (or pick the `none` backend for debugging)")
+        raise PtbError(f"bubblewrap (bwrap) is not installed: run `{INSTALL_HINT}` (or use backend `none` to debug)")
     return path
 
 

@@ -48,10 +48,12 @@ def run(
         raise PtbError(f"unknown sandbox backend {backend!r} (bwrap or none)")
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "ab")
     started_at, start = _utc_now(), time.monotonic()
     try:
         job.start()
     except OSError as error:
+        log_file.close()
         job.close()
         return ExitInfo(
             status="failed_to_start",
@@ -61,15 +63,16 @@ def run(
             ended_at=_utc_now(),
             detail=f"could not start {job.argv[0]}: {error}",
         )
-    pump = _LogPump(job.proc.stdout, log_path)
-    timed_out = False
+    pump = _LogPump(job.proc.stdout, log_file)
+    killed = None  # set when the clock ran out: whether SIGKILL was needed after the grace
     try:
         with _sigterm_raises():
             try:
                 job.proc.wait(timeout=time_limit_s)
             except subprocess.TimeoutExpired:
-                timed_out = True
-                job.stop(grace_s)
+                killed = job.stop(grace_s)
+            else:
+                job.stop(0)  # what the agent left running in the background (only the none backend can have any)
     except BaseException as error:
         job.stop(0)
         pump.finish()
@@ -81,20 +84,28 @@ def run(
     pump.finish()
     job.close()
     wall = round(time.monotonic() - start, 3)
-    info = dict(wall_seconds=wall, started_at=started_at, ended_at=_utc_now())
     returncode = job.returncode()
-    if timed_out:
-        detail = f"time limit of {time_limit_s:g} s reached: sent SIGTERM, SIGKILL after {grace_s:g} s grace"
-        return ExitInfo(status="timed_out", returncode=returncode, detail=job.label(detail), **info)
-    if job.never_ran():
-        detail = f"the sandbox could not be set up: {pump.last_line() or 'no output'}"
-        return ExitInfo(status="failed_to_start", returncode=returncode, detail=job.label(detail), **info)
-    if returncode == 0:
-        return ExitInfo(status="finished", returncode=0, detail=job.label(f"exit 0 after {wall:.1f} s"), **info)
-    detail = f"exit code {returncode}{_signal_note(returncode)} after {wall:.1f} s"
-    if pump.last_line():
-        detail += f"; last output: {pump.last_line()}"
-    return ExitInfo(status="crashed", returncode=returncode, detail=job.label(detail), **info)
+    if killed is not None:
+        status = "timed_out"
+        ending = f"SIGKILL after {grace_s:g} s grace" if killed else "it ended within the grace"
+        detail = f"time limit of {time_limit_s:g} s reached: sent SIGTERM, {ending}"
+    elif job.never_ran():
+        status, detail = "failed_to_start", f"the sandbox could not be set up: {pump.last_line() or 'no output'}"
+    elif returncode == 0:
+        status, detail = "finished", f"exit 0 after {wall:.1f} s"
+    else:
+        status = "crashed"
+        detail = f"exit code {returncode}{_signal_note(returncode)} after {wall:.1f} s"
+        if pump.last_line():
+            detail += f"; last output: {pump.last_line()}"
+    return ExitInfo(
+        status=status,
+        returncode=returncode,
+        wall_seconds=wall,
+        started_at=started_at,
+        ended_at=_utc_now(),
+        detail=job.label(detail),
+    )
 
 
 class _BwrapJob:
@@ -122,7 +133,8 @@ class _BwrapJob:
         finally:
             os.close(status_write)
 
-    def stop(self, grace_s: float) -> None:
+    def stop(self, grace_s: float) -> bool:
+        """TERM the sandbox, KILL it after `grace_s`; True if the KILL was needed."""
         if self.proc.poll() is None and grace_s > 0:
             # Not bwrap itself: its death SIGKILLs the sandbox at once, leaving the agent no grace.
             _signal_all(_descendants(self.proc.pid), signal.SIGTERM)
@@ -130,10 +142,12 @@ class _BwrapJob:
                 self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 pass
-        if self.proc.poll() is None:
-            # The namespace's init dies with bwrap (--die-with-parent), and the kernel then kills everything left.
-            _signal_all([psutil.Process(self.proc.pid), *_descendants(self.proc.pid)], signal.SIGKILL)
-            self.proc.wait()
+        if self.proc.poll() is not None:
+            return False
+        # The namespace's init dies with bwrap (--die-with-parent), and the kernel then kills everything left.
+        _signal_all([psutil.Process(self.proc.pid), *_descendants(self.proc.pid)], signal.SIGKILL)
+        self.proc.wait()
+        return True
 
     def returncode(self) -> int:
         return _shell_code(self.proc.returncode)
@@ -186,21 +200,26 @@ class _HostJob:
             start_new_session=True,
         )
 
-    def stop(self, grace_s: float) -> None:
+    def stop(self, grace_s: float) -> bool:
         # Best effort: a process that double-forks out of the group before we look escapes.
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
-            if sig == signal.SIGTERM and grace_s <= 0:
-                continue
-            self._seen += _descendants(self.proc.pid)
+        if grace_s > 0:
+            self._signal(signal.SIGTERM)
             try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            _signal_all(self._seen, sig)
-            try:
-                self.proc.wait(timeout=wait_s)
+                self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 pass
+        killed = self.proc.poll() is None
+        self._signal(signal.SIGKILL)
+        self.proc.wait()
+        return killed
+
+    def _signal(self, sig: int) -> None:
+        self._seen += _descendants(self.proc.pid)
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        _signal_all(self._seen, sig)
 
     def returncode(self) -> int:
         return _shell_code(self.proc.returncode)
@@ -229,9 +248,9 @@ class _HostJob:
 class _LogPump:
     """Copies a pipe to the log line by line as it arrives, each line stamped with the time it was read."""
 
-    def __init__(self, pipe: IO[bytes], log_path: Path) -> None:
+    def __init__(self, pipe: IO[bytes], log: IO[bytes]) -> None:
         self._pipe = pipe
-        self._log = open(log_path, "ab")
+        self._log = log
         self._tail: collections.deque[bytes] = collections.deque(maxlen=1)
         self._thread = threading.Thread(target=self._copy, name="sandbox-log", daemon=True)
         self._thread.start()
