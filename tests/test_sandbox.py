@@ -345,7 +345,7 @@ def test_bwrap_command_line_for_gpus(tmp_path):
 @pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="this machine has a GPU")
 def test_requesting_a_gpu_without_one_is_an_error(run_dir):
     with pytest.raises(PtbError, match="nvidia"):
-        run(_request(run_dir, ["true"], gpus=[0]), backend="bwrap", time_limit_s=5, log_path=run_dir / "x.log")
+        bwrap_argv(_request(run_dir, ["true"], gpus=[0]))
 
 
 def test_missing_bwrap_names_the_package(run_dir, monkeypatch):
