@@ -13,6 +13,8 @@ from posttrainbench.workspace.timer import write_timer
 
 HF_HOME = f"{SANDBOX_HOME}/.cache/huggingface"
 GRACE_S = 30.0
+# Host settings that must reach GPU code: on some multi-GPU hosts NVLink multicast has to stay off.
+PASSTHROUGH_PREFIXES = ("NCCL_", "NVSHMEM_", "TORCH_SYMM_MEM_")
 
 
 def _gpu_indices(count: int) -> list[int]:
@@ -37,6 +39,7 @@ def agent_env(manifest: RunManifest) -> dict[str, str]:
     }
     if manifest.spec.network == "offline":
         env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env |= {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
     return env
 
 

@@ -62,7 +62,7 @@ def run(
 def eval_(
     model_path: Annotated[Path, typer.Argument(help="folder with safetensors weights, config and tokenizer")],
     benchmark: Annotated[str, typer.Option(help="benchmark id")],
-    base_model: Annotated[str | None, typer.Option(help="base model id: picks the chat template")] = None,
+    base_model: Annotated[str, typer.Option(help="id of the base model it was trained from: picks the chat template")],
     limit: Annotated[int | None, typer.Option(help="first N items only")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where metrics.json and the inspect log go")] = None,
 ) -> None:
