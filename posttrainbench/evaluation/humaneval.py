@@ -1,0 +1,289 @@
+"""HumanEval (164 problems), pass@1, every completion verified in sandboxed processes.
+
+The original ran `prompt + completion + test + check(...)` in one process and counted exit code 0 as a pass, so a
+completion that called exit(0), or returned an object whose __eq__ is always True, passed. Here the completion and
+the test never share a process:
+
+  candidate process  prompt + completion, then a loop that answers calls to the entry point
+  test process       prompt + test + check(remote), where `remote` forwards each call over a pipe
+
+The test process holds only dataset code; every value it gets back is rebuilt from JSON into builtin types (see
+humaneval_rpc.py), so the asserts compare plain data. Exiting early, os._exit, patching builtins or AssertionError,
+hooking the interpreter, or printing fake output can only change the candidate's own process: at worst its answers
+stop, which fails the call. A sample passes only if the test process prints a random per-sample token after
+check() returns and exits 0. Both processes run under bubblewrap (no network, own PID namespace, read-only root,
+private /tmp, empty environment) with CPU, memory and file-size limits, and both are killed at a wall-clock
+deadline. Without bubblewrap the same split runs unisolated, with a loud warning.
+"""
+
+import asyncio
+import errno
+import logging
+import os
+import platform
+import re
+import secrets
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspect_ai import Task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
+from inspect_ai.solver import TaskState, generate
+
+from posttrainbench.evaluation import humaneval_rpc
+from posttrainbench.evaluation.base import EvalContext
+from posttrainbench.evaluation.data import read_jsonl
+
+log = logging.getLogger(__name__)
+
+# The instruction inspect_evals' humaneval puts before each prompt.
+INSTRUCTION = """
+Read the following function signature and docstring, and fully implement
+the function described. Your response should only contain the code for
+this function.\n
+"""
+
+WALL_SECONDS = 30  # inspect_evals' VERIFY_TIMEOUT
+CPU_SECONDS = 20
+MEMORY_BYTES = 2 << 30
+FILE_BYTES = 16 << 20
+
+
+def load_samples(path: Path) -> list[Sample]:
+    return [
+        Sample(
+            id=r["task_id"],
+            input=INSTRUCTION + r["prompt"],
+            target=r["canonical_solution"],
+            metadata={"prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"]},
+        )
+        for r in read_jsonl(path)
+    ]
+
+
+def build_task(ctx: EvalContext) -> Task:
+    return Task(
+        name="humaneval",
+        dataset=MemoryDataset(load_samples(ctx.data_file("test")), name="humaneval"),
+        solver=generate(),
+        scorer=verify(),
+    )
+
+
+# --- code extraction -----------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\r?\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
+
+
+def find_code(completion: str, entry_point: str) -> str:
+    """The code to put after the prompt: a whole definition of the entry point (with its imports and helpers), or
+    the body that continues the prompt's signature."""
+    text = completion.rsplit("</think>", 1)[-1].replace("\r\n", "\n")
+    blocks = _FENCE.findall(text)
+    if blocks:
+        labelled = [code for label, code in blocks if label]
+        candidates = labelled or [code for _, code in blocks]
+        defining = [c for c in candidates if re.search(rf"^def {re.escape(entry_point)}\s*\(", c, re.MULTILINE)]
+        text = (defining or candidates)[0]
+    if re.search(rf"^def {re.escape(entry_point)}\s*\(", text, re.MULTILINE):
+        return "\n" + text.strip("\n") + "\n"
+    return text
+
+
+# --- verification --------------------------------------------------------------------------------------------
+
+_LIMITS = """import resource as _ptb_resource
+for _ptb_limit, _ptb_value in {limits}:
+    try:
+        _ptb_resource.setrlimit(_ptb_limit, (_ptb_value, _ptb_value))
+    except (ValueError, OSError):
+        pass
+del _ptb_resource, _ptb_limit, _ptb_value
+"""
+
+
+def _limits(extra: str = "") -> str:
+    limits = (
+        f"((_ptb_resource.RLIMIT_CPU, {CPU_SECONDS}), (_ptb_resource.RLIMIT_AS, {MEMORY_BYTES}), "
+        f"(_ptb_resource.RLIMIT_FSIZE, {FILE_BYTES}), (_ptb_resource.RLIMIT_CORE, 0){extra})"
+    )
+    return _LIMITS.format(limits=limits)
+
+
+def candidate_program(prompt: str, code: str, entry_point: str, requests: int, replies: int) -> str:
+    # No new processes or threads for the candidate: RLIMIT_NPROC here, a seccomp filter under bwrap.
+    source = prompt + code
+    return "\n".join([
+        _limits(", (_ptb_resource.RLIMIT_NPROC, 0)"),
+        Path(humaneval_rpc.__file__).read_text(),
+        f"_ptb_namespace = {{'__name__': '__main__', '__builtins__': __builtins__}}",
+        f"exec(compile({source!r}, 'solution.py', 'exec'), _ptb_namespace)",
+        f"serve(_ptb_namespace, {entry_point!r}, {requests}, {replies})",
+    ])
+
+
+def test_program(prompt: str, test: str, entry_point: str, requests: int, replies: int, token: str) -> str:
+    # Dataset code runs in its own namespace: prompts define names like `encode` that would shadow the RPC helpers.
+    # Some tests call the entry point by name rather than through `candidate`: that name is the remote too.
+    source = f"{prompt}\n{entry_point} = _ptb_remote\n{test}\ncheck(_ptb_remote)\n"
+    return "\n".join([
+        _limits(),
+        Path(humaneval_rpc.__file__).read_text(),
+        f"_ptb_remote = Remote({requests}, {replies}, time.monotonic() + {WALL_SECONDS})",
+        "_ptb_namespace = {'__name__': '__main__', '__builtins__': __builtins__, '_ptb_remote': _ptb_remote}",
+        f"exec(compile({source!r}, 'test.py', 'exec'), _ptb_namespace)",
+        f"print({token!r}, flush=True)",
+    ])
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    reason: str
+
+
+_warned = threading.Event()
+
+
+def no_fork_filter() -> bytes | None:
+    """A seccomp program (classic BPF, the form bwrap --seccomp takes) that makes fork, vfork, clone and clone3
+    fail with EPERM and kills on a foreign syscall ABI. RLIMIT_NPROC does not bind root, this does; the candidate
+    needs no processes or threads (BLAS libraries are told to stay single-threaded)."""
+    arches = {"x86_64": (0xC000003E, (56, 57, 58, 435)), "aarch64": (0xC00000B7, (220, 435))}
+    if platform.machine() not in arches:
+        return None
+    arch, calls = arches[platform.machine()]
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny, kill = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x80000000
+    checks = [(jge, 0x40000000)] if arch == 0xC000003E else []  # x32 syscall numbers
+    checks += [(jeq, nr) for nr in calls]
+    program = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, 0)]
+    deny_at = len(program) + len(checks) + 1
+    for op, k in checks:
+        program.append((op, deny_at - len(program) - 1, 0, k))
+    program += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+SANDBOX_ENV = {"PATH": "/usr/bin:/bin", **{name: "1" for name in THREAD_VARS}}
+
+
+def _sandboxed(argv: list[str], seccomp_fd: int | None) -> list[str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        if not _warned.is_set():
+            _warned.set()
+            message = (
+                "bubblewrap (bwrap) is not installed: HumanEval completions run WITHOUT isolation (network and "
+                "filesystem open to generated code). Install it: apt-get install bubblewrap"
+            )
+            log.warning(message)
+            print(f"WARNING: {message}", file=sys.stderr)
+        return argv
+    env = [arg for name, value in SANDBOX_ENV.items() for arg in ("--setenv", name, value)]
+    seccomp = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
+    return [
+        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", *env,
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--chdir", "/tmp",
+        *seccomp, *argv,
+    ]
+
+
+def _spawn(keep: tuple[int, ...], stdout, stderr, cwd: str, seccomp_fd: int | None = None) -> subprocess.Popen:
+    """A sandboxed interpreter that reads its program from stdin (no file of it on disk)."""
+    keep = keep + ((seccomp_fd,) if seccomp_fd is not None else ())
+    return subprocess.Popen(
+        _sandboxed([sys.executable, "-I", "-B", "-"], seccomp_fd),
+        stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, pass_fds=keep, start_new_session=True, cwd=cwd,
+        env=SANDBOX_ENV,
+    )
+
+
+def _feed(process: subprocess.Popen, program: str) -> None:
+    try:
+        process.stdin.write(program.encode())
+        process.stdin.close()
+    except OSError:
+        pass  # the process died early; its exit status tells
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, 9)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
+    """Run the HumanEval test of one completion; blocking."""
+    token = secrets.token_hex(16)
+    to_candidate_r, to_candidate_w = os.pipe()
+    to_test_r, to_test_w = os.pipe()
+    open_fds = [to_candidate_r, to_candidate_w, to_test_r, to_test_w]
+    processes: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="ptb-humaneval-") as scratch:
+        try:
+            seccomp_fd = None
+            if (bpf := no_fork_filter()) is not None and shutil.which("bwrap"):
+                (Path(scratch) / "seccomp.bpf").write_bytes(bpf)
+                seccomp_fd = os.open(Path(scratch) / "seccomp.bpf", os.O_RDONLY)
+                open_fds.append(seccomp_fd)
+            candidate = _spawn(
+                (to_candidate_r, to_test_w), subprocess.DEVNULL, subprocess.DEVNULL, scratch, seccomp_fd
+            )
+            processes.append(candidate)
+            # The interpreter reads its whole program before running any of it, so this write cannot deadlock.
+            program = candidate_program(prompt, code, entry_point, to_candidate_r, to_test_w)
+            threading.Thread(target=_feed, args=(candidate, program), daemon=True).start()
+            checker = _spawn((to_candidate_w, to_test_r), subprocess.PIPE, subprocess.PIPE, scratch)
+            processes.append(checker)
+            # Only the two sandboxes may hold the pipe ends, so either side sees EOF when the other dies.
+            while open_fds:
+                os.close(open_fds.pop())
+            checks = test_program(prompt, test, entry_point, to_candidate_w, to_test_r, token)
+            try:
+                out, err = checker.communicate(checks.encode(), timeout=WALL_SECONDS + 5)
+            except subprocess.TimeoutExpired:
+                return Verdict(False, f"timed out after {WALL_SECONDS} s")
+        finally:
+            for fd in open_fds:
+                os.close(fd)
+            for process in processes:
+                _kill(process)
+    last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    if checker.returncode == 0 and last[0] == token:
+        return Verdict(True, "")
+    tail = err.decode(errors="replace").strip().splitlines()[-8:]
+    return Verdict(False, "\n".join(tail) or f"test process exited with status {checker.returncode}")
+
+
+_slots = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2)))
+
+
+def _run_limited(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
+    with _slots:
+        started = time.monotonic()
+        verdict = run_check(prompt, code, test, entry_point)
+        log.debug("humaneval check took %.2f s", time.monotonic() - started)
+        return verdict
+
+
+@scorer(metrics=[accuracy(), stderr()])
+def verify() -> Scorer:
+    async def score(state: TaskState, target: Target) -> Score:
+        meta = state.metadata
+        code = find_code(state.output.completion, meta["entry_point"])
+        verdict = await asyncio.to_thread(_run_limited, meta["prompt"], code, meta["test"], meta["entry_point"])
+        return Score(value=CORRECT if verdict.passed else INCORRECT, answer=code, explanation=verdict.reason)
+
+    return score
