@@ -1,0 +1,54 @@
+"""Per-item scores of one evaluation, read from its inspect log, for bootstrap intervals over items."""
+
+from pathlib import Path
+
+import numpy as np
+
+from posttrainbench.workspace.layout import RunLayout
+
+_WORDS = {"c": 1.0, "correct": 1.0, "yes": 1.0, "true": 1.0, "p": 0.5, "partial": 0.5,
+          "i": 0.0, "incorrect": 0.0, "n": 0.0, "no": 0.0, "false": 0.0}
+
+
+def item_scores(run_dir: Path, label: str) -> np.ndarray | None:
+    """One score per item (epochs averaged) from the newest inspect log under results/<label>/logs.
+
+    None when there is no log, it cannot be read, or its scores are not scalar (e.g. dict-valued scores).
+    """
+    logs = RunLayout(Path(run_dir)).results(label) / "logs"
+    candidates = [p for p in logs.glob("*") if p.suffix in (".json", ".eval")] if logs.is_dir() else []
+    if not candidates:
+        return None
+    # imported only when a log exists: inspect_ai takes seconds to import
+    from inspect_ai.log import read_eval_log_sample_summaries
+
+    newest = max(candidates, key=lambda p: p.stat().st_mtime)
+    try:
+        samples = read_eval_log_sample_summaries(newest)
+    except (OSError, ValueError, KeyError):
+        return None
+    per_item: dict[str, list[float]] = {}
+    for sample in samples:
+        if not sample.scores:
+            continue
+        value = _to_float(next(iter(sample.scores.values())).value)
+        if value is None:
+            return None
+        per_item.setdefault(str(sample.id), []).append(value)
+    if not per_item:
+        return None
+    return np.array([np.mean(v) for v in per_item.values()], dtype=float)
+
+
+def _to_float(value) -> float | None:
+    if isinstance(value, bool | int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _WORDS:
+            return _WORDS[text]
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None

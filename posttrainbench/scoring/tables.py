@@ -1,0 +1,217 @@
+"""Flat tables of a leaderboard (for CSV/JSON exports and the terminal) and the `ptb scores` view.
+
+Scores in these tables are percentages rounded to two decimals; a missing value is None (empty in CSV,
+null in JSON, '—' on screen).
+"""
+
+from dataclasses import dataclass, field
+
+from rich.table import Table as RichTable
+
+from posttrainbench.errors import PtbError
+from posttrainbench.scoring.leaderboard import Entry, Leaderboard, Stat, leaderboard
+from posttrainbench.store import Store
+
+VIEWS = ("agent", "benchmark", "model", "run")
+MISSING = "—"
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[dict] = field(default_factory=list)
+
+
+def pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def _stat_columns(prefix: str, stat: Stat) -> dict:
+    ci = stat.ci or (None, None)
+    return {prefix: pct(stat.value), f"{prefix}_std": pct(stat.std), f"{prefix}_ci_low": pct(ci[0]),
+            f"{prefix}_ci_high": pct(ci[1]), f"{prefix}_complete": stat.complete}
+
+
+def leaderboard_table(lb: Leaderboard) -> Table:
+    rows = []
+    for e in lb.entries:
+        reasons = sorted({r.flag for r in lb.runs if r.id in e.flagged and r.flag})
+        rows.append({
+            "rank": e.rank, "agent": e.label, "scaffold": e.scaffold, "kind": e.kind, "source": e.source,
+            "budget_h": e.hours, **_stat_columns("average", e.average),
+            "average_own_weights": pct(e.average_own.value), "normalised": pct(e.normalised.value),
+            **{b: pct(e.benchmarks[b].value) for b in lb.benchmarks},
+            "seeds": len(e.seeds), "runs": e.runs, "missing_cells": len(e.missing), "flagged_runs": len(e.flagged),
+            "flag_reasons": "; ".join(reasons) or None, "ci_method": e.ci_method, "key": e.key,
+        })
+    columns = list(rows[0]) if rows else ["rank", "agent", "average"]
+    return Table("leaderboard", "Leaderboard", columns, rows)
+
+
+def benchmark_table(lb: Leaderboard) -> Table:
+    rows = [{"agent": e.label, "key": e.key, "benchmark": b, **_stat_columns("score", e.benchmarks[b]),
+             "models": sum(1 for c in e.cells if c.benchmark == b and c.model in lb.models)}
+            for e in lb.entries for b in lb.benchmarks]
+    columns = ["agent", "key", "benchmark", "score", "score_std", "score_ci_low", "score_ci_high",
+               "score_complete", "models"]
+    return Table("benchmarks", "Per benchmark (mean over models)", columns, rows)
+
+
+def model_table(lb: Leaderboard) -> Table:
+    rows = [{"agent": e.label, "key": e.key, "model": m, "average": pct(e.models[m].value),
+             "average_std": pct(e.models[m].std), "average_complete": e.models[m].complete}
+            for e in lb.entries for m in lb.models]
+    return Table("models", "Per model (published weights)",
+                 ["agent", "key", "model", "average", "average_std", "average_complete"], rows)
+
+
+def cell_table(lb: Leaderboard) -> Table:
+    rows = []
+    for e in lb.entries:
+        for m in lb.models:
+            for b in lb.benchmarks:
+                c = e.cell(m, b)
+                rows.append({
+                    "agent": e.label, "key": e.key, "model": m, "benchmark": b,
+                    "mean": pct(c.mean) if c else None, "std": pct(c.std) if c else None,
+                    "seeds": len(c.scores) if c else 0, "flagged": c.flagged if c else 0,
+                    "per_seed": " ".join(f"{s}:{pct(v)}" for s, v in c.scores.items()) if c else None,
+                })
+    return Table("cells", "Every cell (model × benchmark)",
+                 ["agent", "key", "model", "benchmark", "mean", "std", "seeds", "flagged", "per_seed"], rows)
+
+
+def run_table(lb: Leaderboard) -> Table:
+    rows = [{
+        "run": r.id, "kind": r.kind, "agent": r.agent, "model": r.model, "benchmark": r.benchmark, "seed": r.seed,
+        "budget_h": r.hours, "status": r.status, "score": pct(r.score), "score_source": r.source, "flag": r.flag,
+        "counted": r.counted, "note": r.note, "time_used_pct": pct(r.time_used),
+        "working_time_h": _hours(r.working_time_s), "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens, "cost_usd": _money(r.cost_usd), "items": r.items,
+    } for r in lb.runs]
+    columns = ["run", "kind", "agent", "model", "benchmark", "seed", "budget_h", "status", "score", "score_source",
+               "flag", "counted", "note", "time_used_pct", "working_time_h", "input_tokens", "output_tokens",
+               "cost_usd", "items"]
+    return Table("runs", "Runs", columns, rows)
+
+
+def usage_table(lb: Leaderboard) -> Table:
+    rows = [{
+        "agent": e.label, "key": e.key, "runs": e.runs, "time_used_pct": pct(e.time_used),
+        "time_used_min_pct": pct(e.time_used_min), "time_used_max_pct": pct(e.time_used_max),
+        "working_time_h": _hours(e.working_time_s), "tokens": e.tokens, "cost_usd": _money(e.cost_usd),
+        "cost_per_run_usd": _money(e.cost_per_run), "runs_with_usage": e.usage_runs,
+    } for e in lb.entries if e.kind == "agent"]
+    columns = ["agent", "key", "runs", "time_used_pct", "time_used_min_pct", "time_used_max_pct",
+               "working_time_h", "tokens", "cost_usd", "cost_per_run_usd", "runs_with_usage"]
+    return Table("usage", "Time, tokens and cost per agent", columns, rows)
+
+
+def weights_table(lb: Leaderboard) -> Table:
+    rows = []
+    for b in dict.fromkeys([*lb.weights, *lb.weights_own]):
+        base = [v[b] for m, v in lb.references["base"].items() if b in v]
+        inst = [v[b] for m, v in lb.references["instruct"].items() if b in v]
+        rows.append({
+            "benchmark": b, "published_weight": _round(lb.weights.get(b), 6),
+            "own_weight": _round(lb.weights_own.get(b), 6),
+            "base_mean": pct(sum(base) / len(base)) if base else None,
+            "instruct_mean": pct(sum(inst) / len(inst)) if inst else None,
+        })
+    return Table("weights", "Benchmark weights",
+                 ["benchmark", "published_weight", "own_weight", "base_mean", "instruct_mean"], rows)
+
+
+def all_tables(lb: Leaderboard) -> list[Table]:
+    return [leaderboard_table(lb), benchmark_table(lb), model_table(lb), cell_table(lb), usage_table(lb),
+            weights_table(lb), run_table(lb)]
+
+
+def _hours(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 3600, 3)
+
+
+def _money(value: float | None) -> float | None:
+    return _round(value, 4)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def fmt_stat(stat: Stat, *, std: bool = True) -> str:
+    """'23.2 ± 1.8' in percent; '*' marks a value over an incomplete table."""
+    if stat.value is None:
+        return MISSING
+    text = f"{100 * stat.value:.1f}"
+    if std and stat.std is not None:
+        text += f" ± {100 * stat.std:.1f}"
+    return text + ("" if stat.complete else "*")
+
+
+def scores_table(store: Store, by: str = "agent", **options) -> RichTable:
+    """The `ptb scores` view: by 'agent' (the leaderboard), 'benchmark', 'model' or 'run'.
+    Options go to leaderboard() (models, benchmarks, hours, bootstrap, seed)."""
+    if by not in VIEWS:
+        raise PtbError(f"unknown view '{by}'; valid: {', '.join(VIEWS)}")
+    lb = leaderboard(store, **options)
+    if by == "run":
+        return _rich(run_table(lb), ["run", "agent", "model", "benchmark", "seed", "status", "score",
+                                     "score_source", "flag", "time_used_pct", "cost_usd", "note"])
+    table = RichTable(title=_title(by), caption=_caption(lb))
+    table.add_column("#", justify="right")
+    table.add_column("agent")
+    if by == "agent":
+        for name in ("scaffold", "average", "95% CI", "own weights", "normalised", *lb.benchmarks,
+                     "time used", "cost $", "flags"):
+            table.add_column(name, justify="left" if name == "scaffold" else "right")
+        for e in lb.entries:
+            table.add_row(_rank(e), e.label, e.scaffold or MISSING, fmt_stat(e.average), _ci(e.average),
+                          fmt_stat(e.average_own, std=False), fmt_stat(e.normalised, std=False),
+                          *(fmt_stat(e.benchmarks[b], std=False) for b in lb.benchmarks),
+                          _pct_text(e.time_used), _money_text(e.cost_usd), str(len(e.flagged) or ""))
+        return table
+    columns = lb.benchmarks if by == "benchmark" else lb.models
+    for name in columns:
+        table.add_column(name, justify="right")
+    for e in lb.entries:
+        stats = e.benchmarks if by == "benchmark" else e.models
+        table.add_row(_rank(e), e.label, *(fmt_stat(stats[c]) for c in columns))
+    return table
+
+
+def _rich(t: Table, columns: list[str]) -> RichTable:
+    table = RichTable(title=t.title)
+    for c in columns:
+        table.add_column(c)
+    for row in t.rows:
+        table.add_row(*(MISSING if row[c] is None else str(row[c]) for c in columns))
+    return table
+
+
+def _title(by: str) -> str:
+    return {"agent": "Leaderboard (weighted average, %)", "benchmark": "Per benchmark, mean over models (%)",
+            "model": "Per model, weighted average (%)"}[by]
+
+
+def _caption(lb: Leaderboard) -> str:
+    return ("± = sample std over seeds; * = over an incomplete table; — = missing; "
+            f"models: {', '.join(lb.models) or MISSING}")
+
+
+def _rank(e: Entry) -> str:
+    return str(e.rank) if e.rank else ""
+
+
+def _ci(stat: Stat) -> str:
+    return f"{100 * stat.ci[0]:.1f}–{100 * stat.ci[1]:.1f}" if stat.ci else MISSING
+
+
+def _pct_text(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.0f}%"
+
+
+def _money_text(value: float | None) -> str:
+    return MISSING if value is None else f"{value:,.2f}"
