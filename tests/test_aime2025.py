@@ -173,3 +173,22 @@ def test_agreement_with_inspect_evals(samples):
     print(f"agreement with inspect_evals aime_scorer: {agreed}/{total} = {agreed / total:.3f}")
     assert set(disagreements) <= BY_DESIGN, disagreements
     assert all(mine == "C" for cases in disagreements.values() for _, mine, _ in cases)
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_small_model(small_model, tmp_path):
+    import torch
+    from inspect_ai.log import read_eval_log
+
+    from posttrainbench.evaluation.runner import evaluate
+
+    torch.set_num_threads(1)
+    metrics = evaluate(
+        small_model, "aime2025", base_model="smollm2-135m", out_dir=tmp_path, limit=2, backend="hf", device="cpu",
+        max_tokens=32,
+    )
+    assert metrics["n_samples"] == 2 and metrics["accuracy"] in (0.0, 0.5, 1.0)
+    assert metrics["generation"]["max_tokens"] == 32 and metrics["generation"]["temperature"] == 0.6
+    [log_file] = (tmp_path / "logs").glob("*.json")
+    log = read_eval_log(log_file)
+    assert all(s.output.completion.strip() and "integer_answer" in s.scores for s in log.samples)

@@ -123,3 +123,21 @@ def test_tricky_outputs_through_the_task(shared_data, tmp_path):
     got = {s.id: s.scores["choice"].value == "C" for s in log.samples}
     assert got == expected
     assert log.results.scores[0].metrics["accuracy"].value == pytest.approx(8 / len(TRICKY))
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_small_model(small_model, tmp_path):
+    import torch
+    from inspect_ai.log import read_eval_log
+
+    from posttrainbench.evaluation.runner import evaluate
+
+    torch.set_num_threads(1)
+    metrics = evaluate(
+        small_model, "gpqamain", base_model="smollm2-135m", out_dir=tmp_path, limit=2, backend="hf", device="cpu",
+        max_tokens=32,
+    )
+    assert metrics["n_samples"] == 2 and metrics["accuracy"] in (0.0, 0.5, 1.0)
+    [log_file] = (tmp_path / "logs").glob("*.json")
+    log = read_eval_log(log_file)
+    assert all(s.output.completion.strip() and "choice" in s.scores for s in log.samples)

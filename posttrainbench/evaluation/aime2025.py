@@ -12,13 +12,15 @@ from posttrainbench.errors import PtbError
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.extract import extract_integer
 
-# The "ANSWER: $ANSWER" last line is the convention of inspect_evals' AIME task, which the original used.
-PROMPT = """Solve the following math problem step by step. The last line of your response must have the form \
-"ANSWER: $ANSWER" (without quotes), where $ANSWER is the answer to the problem.
+# inspect_evals' AIME prompt, verbatim: the one the original evaluated with.
+PROMPT = """
+Solve the following math problem step by step.
+The last line of your response should be of the form "ANSWER: $ANSWER" (without quotes) where $ANSWER is the answer to the problem.
 
 {prompt}
 
-Remember to end with the answer on its own line as "ANSWER: $ANSWER" (without quotes); no \\boxed command is needed."""
+Remember to put your answer on its own line at the end in the form "ANSWER: $ANSWER" (without quotes) where $ANSWER is the answer to the problem, and you do not need to use a \\boxed command.
+""".strip()  # noqa: E501
 
 
 def load_samples(path: Path) -> list[Sample]:
@@ -51,6 +53,7 @@ def integer_answer() -> Scorer:
 def build_task(ctx: EvalContext) -> Task:
     samples = load_samples(ctx.data_file("test"))[: ctx.limit]
     return Task(
+        name="aime2025",
         dataset=MemoryDataset(samples, name="aime2025"),
         solver=[prompt_template(PROMPT), generate()],
         scorer=integer_answer(),

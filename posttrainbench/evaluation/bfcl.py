@@ -88,9 +88,10 @@ def _parse_json_call(text: str) -> Call:
 def parse_calls(text: str, fmt: Format) -> list[Call]:
     """The function calls written in a completion.
 
-    hermes: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks (Qwen, SmolLM, and Gemma through
-    PostTrainBench's gemma3_tool_calling.jinja, which asks for the same blocks). gemma additionally accepts
-    Gemma's documented ```tool_code fenced Python calls. Raises ValueError when a block does not parse.
+    hermes: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks, what the Qwen, SmolLM and Gemma
+    tool templates ask for (the original's gemma3_tool_calling.jinja asked Gemma for the same blocks). gemma also
+    accepts the ```tool_code fenced Python calls of Google's Gemma function-calling guide. Raises ValueError or
+    SyntaxError when a block does not parse.
     """
     body = strip_reasoning(text)
     calls = [_parse_json_call(block) for block in _TOOL_CALL.findall(body)]
@@ -179,7 +180,7 @@ def completion_calls(message: ChatMessageAssistant, fmt: Format) -> tuple[list[C
         return parsed, None
     try:
         calls = parse_calls(message.text, fmt)
-    except (ValueError, SyntaxError) as exc:
+    except (ValueError, SyntaxError, TypeError, RecursionError) as exc:
         return [], f"unparsable call: {exc}"
     if not calls and message.tool_calls:
         return [], f"unparsable call: {message.tool_calls[0].parse_error}"
@@ -212,6 +213,7 @@ def function_call(fmt: Format = "hermes") -> Scorer:
 def build_task(ctx: EvalContext) -> Task:
     samples = load_samples(ctx.data_file("test"))[: ctx.limit]
     return Task(
+        name="bfcl",
         dataset=MemoryDataset(samples, name="bfcl"),
         solver=offer_function(),
         scorer=function_call(ctx.base_model.tool_call_format),

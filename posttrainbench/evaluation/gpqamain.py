@@ -59,6 +59,7 @@ def load_samples(path: Path) -> list[Sample]:
 def build_task(ctx: EvalContext) -> Task:
     samples = load_samples(ctx.data_file("test"))[: ctx.limit]
     return Task(
+        name="gpqamain",
         dataset=MemoryDataset(samples, name="gpqamain"),
         solver=multiple_choice(cot=True),
         scorer=choice(),
