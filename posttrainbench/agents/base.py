@@ -28,3 +28,5 @@ class AgentLaunch:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # path relative to $HOME -> content, written before launch
+    # Host paths the argv needs (the CLI's install), to be mounted read-only at the same path inside the sandbox.
+    mounts: list[Path] = field(default_factory=list)

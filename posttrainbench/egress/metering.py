@@ -1,0 +1,449 @@
+"""The LLM metering proxy: runs outside the sandbox, holds the real API keys, meters every call.
+
+The agent sees a local base URL and a dummy key. The proxy drops whatever credentials the agent sent, adds the
+real key of the provider the request's path belongs to, forwards to the upstream and streams the answer back
+unchanged while reading its token usage. Every call becomes one JSON line in the metering log.
+
+Upstream failures before the first response byte (429, 5xx, 529, connection errors) are retried here with
+bounded backoff, so the time an agent spends blocked on a flaky provider is visible and can be subtracted from
+its working time. When retries are exhausted, or a token or dollar limit is reached, the agent gets a 400 error:
+every CLI treats 4xx (other than 408/409/429) as fatal and exits instead of retrying forever, and `stop_reason`
+tells the harness why.
+
+Subscription logins (a Claude OAuth token, a Codex ChatGPT auth.json) are opt-in via `subscription_upstreams`;
+they are wired like API keys but untested against the real services, and Codex tokens are not refreshed.
+"""
+
+import asyncio
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import aiohttp
+from aiohttp import web
+
+from posttrainbench.egress.prices import Price, cost_usd
+from posttrainbench.egress.usage import USAGE_KEYS, UsageMeter, api_of
+from posttrainbench.errors import PtbError
+
+PROVIDER_OF_API = {"anthropic": "anthropic", "responses": "openai", "chat": "openai", "gemini": "gemini"}
+DEFAULT_AUTH = {"anthropic": "x-api-key", "openai": "bearer", "gemini": "x-goog-api-key"}
+DEFAULT_BASE = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+KEY_ENV = {"anthropic": ("ANTHROPIC_API_KEY",), "openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+# Credentials the agent may send (dummy values) and hop-by-hop headers that must not be forwarded.
+DROP_REQUEST = {"x-api-key", "authorization", "x-goog-api-key", "host", "content-length", "transfer-encoding",
+                "connection", "keep-alive", "accept-encoding", "proxy-authorization", "upgrade"}
+DROP_RESPONSE = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+
+
+@dataclass
+class Upstream:
+    base_url: str
+    key: str | None = None
+    auth: str | None = None  # x-api-key | bearer | x-goog-api-key; None = the provider's usual header
+    headers: dict[str, str] = field(default_factory=dict)
+    anthropic_beta: str | None = None  # appended to the agent's anthropic-beta header (OAuth needs one)
+    strip_prefix: str = ""  # removed from the request path before it is appended to base_url
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 8
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+    give_up_after_s: float = 900.0  # total time one call may spend retrying
+    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+    connect_timeout_s: float = 15.0
+    read_timeout_s: float = 900.0  # between two chunks of a stream (long reasoning pauses)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay_s)
+        backoff = self.base_delay_s * 2 ** (attempt - 1)
+        return min(backoff * (0.75 + random.random() / 2), self.max_delay_s)
+
+
+@dataclass
+class Limits:
+    max_tokens: int | None = None  # input + output tokens over all calls
+    max_cost_usd: float | None = None
+
+
+def upstreams_from_env(env: dict[str, str] | None = None) -> dict[str, Upstream]:
+    """Real keys from the harness's environment; PTB_<PROVIDER>_UPSTREAM overrides the base URL."""
+    env = dict(os.environ if env is None else env)
+    upstreams = {}
+    for provider, names in KEY_ENV.items():
+        key = next((env[name] for name in names if env.get(name)), None)
+        if key:
+            base = env.get(f"PTB_{provider.upper()}_UPSTREAM", DEFAULT_BASE[provider])
+            upstreams[provider] = Upstream(base, key)
+    return upstreams
+
+
+def subscription_upstreams(claude_oauth_token: str | None = None, codex_auth_json: Path | None = None) -> dict[str, Upstream]:
+    """Opt-in subscription logins. The token stays outside the sandbox like an API key."""
+    upstreams = {}
+    if claude_oauth_token:
+        upstreams["anthropic"] = Upstream(DEFAULT_BASE["anthropic"], claude_oauth_token, auth="bearer",
+                                          anthropic_beta="oauth-2025-04-20")
+    if codex_auth_json:
+        try:
+            auth = json.loads(Path(codex_auth_json).read_text())
+        except (OSError, ValueError) as error:
+            raise PtbError(f"cannot read Codex login {codex_auth_json}: {error}") from None
+        if auth.get("OPENAI_API_KEY"):
+            upstreams["openai"] = Upstream(DEFAULT_BASE["openai"], auth["OPENAI_API_KEY"])
+        else:
+            tokens = auth.get("tokens") or {}
+            if not tokens.get("access_token"):
+                raise PtbError(f"{codex_auth_json} holds neither OPENAI_API_KEY nor tokens.access_token")
+            headers = {"chatgpt-account-id": tokens["account_id"]} if tokens.get("account_id") else {}
+            upstreams["openai"] = Upstream("https://chatgpt.com/backend-api/codex", tokens["access_token"],
+                                           headers=headers, strip_prefix="/v1")
+    return upstreams
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _fatal(api: str | None, message: str) -> web.Response:
+    """A 400 in the provider's own error shape, so each CLI shows the message and stops."""
+    if api == "anthropic":
+        body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    elif api == "gemini":
+        body = {"error": {"code": 400, "message": message, "status": "FAILED_PRECONDITION"}}
+    else:
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": "ptb_proxy"}}
+    return web.json_response(body, status=400)
+
+
+def _retry_after(headers) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                return None
+    return None
+
+
+class MeteringProxy:
+    """Start with `with MeteringProxy(...) as proxy:` (serves from a background thread).
+
+    Listens on `socket_path` (a unix socket, for sandboxes without network) and/or 127.0.0.1:`port`
+    (0 = any free port; `url` tells which)."""
+
+    def __init__(
+        self,
+        upstreams: dict[str, Upstream],
+        log_path: Path,
+        *,
+        socket_path: Path | None = None,
+        port: int | None = None,
+        policy: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        prices: dict[str, Price] | None = None,
+        on_stop: Callable[[str], None] | None = None,
+    ):
+        if socket_path is None and port is None:
+            raise PtbError("the metering proxy needs a unix socket path or a TCP port")
+        self.upstreams = upstreams
+        self.log_path = Path(log_path)
+        self.socket_path = Path(socket_path) if socket_path else None
+        self.port = port
+        self.policy = policy or RetryPolicy()
+        self.limits = limits or Limits()
+        self.prices = prices
+        self.on_stop = on_stop
+        self.url: str | None = None
+        self.totals = {"calls": 0, "errors": 0, "failed_attempts": 0, "cost_usd": 0.0, **dict.fromkeys(USAGE_KEYS, 0)}
+        self.unpriced_models: set[str] = set()
+        self.stop_reason: str | None = None
+        self.upstream_down = False
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "MeteringProxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "MeteringProxy":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._serve, name="ptb-metering", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._startup_error is not None:
+            raise PtbError(f"metering proxy failed to start: {self._startup_error}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(15)
+
+    @property
+    def limit_reached(self) -> bool:
+        return self.stop_reason is not None and not self.upstream_down
+
+    def summary(self) -> dict:
+        with self._lock:
+            return {**self.totals, "stop_reason": self.stop_reason, "unpriced_models": sorted(self.unpriced_models)}
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as error:  # reported to start() in the caller's thread
+            self._startup_error = error
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._close())
+            loop.close()
+
+    async def _open(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.policy.connect_timeout_s,
+                                        sock_read=self.policy.read_timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        app = web.Application(client_max_size=512 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        if self.socket_path:
+            self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+            self.socket_path.unlink(missing_ok=True)
+            await web.UnixSite(self._runner, str(self.socket_path)).start()
+            # The agent may run as another uid inside the sandbox.
+            os.chmod(self.socket_path, 0o666)
+        if self.port is not None:
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _close(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+        if self._session:
+            await self._session.close()
+        if self.socket_path:
+            self.socket_path.unlink(missing_ok=True)
+
+    # -- one call ------------------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.path
+        api = api_of(path)
+        if request.method == "HEAD" and path == "/":
+            return web.Response(status=200)  # Claude Code's preconnect probe
+        record = {"t": _now(), "provider": PROVIDER_OF_API.get(api or ""), "method": request.method, "path": path,
+                  "model": None, "status": None, "attempts": 0, "failures": [], "retry_s": 0.0}
+        started = time.monotonic()
+        body = await request.read()
+        record["model"] = self._request_model(api, path, body)
+        upstream = self.upstreams.get(record["provider"] or "")
+        if upstream is None:
+            record["error"] = f"no upstream configured for {record['provider'] or path}"
+            return self._finish(record, started, _fatal(api, f"ptb proxy: {record['error']}"))
+        if self.stop_reason:
+            record["error"] = self.stop_reason
+            return self._finish(record, started, _fatal(api, f"ptb proxy: {self.stop_reason}"))
+        return await self._forward(request, api, upstream, body, record, started)
+
+    @staticmethod
+    def _request_model(api: str | None, path: str, body: bytes) -> str | None:
+        if api == "gemini":
+            return path.rsplit("/", 1)[-1].split(":")[0]
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        return data.get("model") if isinstance(data, dict) else None
+
+    @staticmethod
+    def _target(request: web.Request, provider: str, upstream: Upstream) -> tuple[str, dict[str, str]]:
+        path = request.rel_url.path
+        if upstream.strip_prefix and path.startswith(upstream.strip_prefix):
+            path = path[len(upstream.strip_prefix):]
+        query = [(k, v) for k, v in request.rel_url.query.items() if k != "key"]
+        url = upstream.base_url.rstrip("/") + path
+        if query:
+            url += "?" + "&".join(f"{k}={v}" for k, v in query)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
+        headers["accept-encoding"] = "identity"
+        auth = upstream.auth or DEFAULT_AUTH[provider]
+        if upstream.key:
+            if auth == "bearer":
+                headers["authorization"] = f"Bearer {upstream.key}"
+            else:
+                headers[auth] = upstream.key
+        if upstream.anthropic_beta:
+            current = request.headers.get("anthropic-beta")
+            headers["anthropic-beta"] = f"{current},{upstream.anthropic_beta}" if current else upstream.anthropic_beta
+        headers.update(upstream.headers)
+        return url, headers
+
+    async def _forward(self, request, api, upstream, body, record, started) -> web.StreamResponse:
+        url, headers = self._target(request, record["provider"], upstream)
+        policy = self.policy
+        while True:
+            record["attempts"] += 1
+            attempt_started = time.monotonic()
+            failure: dict | None = None
+            try:
+                upstream_response = await self._session.request(request.method, url, headers=headers, data=body,
+                                                                allow_redirects=False)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+                failure = {"status": None, "error": f"{type(error).__name__}: {error}"[:300]}
+                upstream_response = None
+            if upstream_response is not None and upstream_response.status in policy.statuses:
+                text = (await upstream_response.read())[:300].decode(errors="replace")
+                failure = {"status": upstream_response.status, "error": text}
+                retry_after = _retry_after(upstream_response.headers)
+                upstream_response.release()
+            else:
+                retry_after = None
+            if failure is None:
+                break
+            failure["t"] = _now()
+            failure["attempt_s"] = round(time.monotonic() - attempt_started, 3)
+            elapsed = time.monotonic() - started
+            delay = policy.delay(record["attempts"], retry_after)
+            if record["attempts"] >= policy.attempts or elapsed + delay > policy.give_up_after_s:
+                record["failures"].append(failure)
+                record["retry_s"] = round(time.monotonic() - started, 3)
+                record["status"] = failure["status"]
+                what = f"HTTP {failure['status']}" if failure["status"] else failure["error"]
+                record["error"] = f"upstream failed after {record['attempts']} attempts ({what})"
+                self._give_up(record["error"])
+                return self._finish(record, started, _fatal(api, f"ptb proxy: {record['error']}"))
+            failure["delay_s"] = round(delay, 3)
+            record["failures"].append(failure)
+            await asyncio.sleep(delay)
+        record["retry_s"] = round(attempt_started - started, 3)
+        self.upstream_down = False
+        return await self._relay(request, api, upstream_response, record, started)
+
+    async def _relay(self, request, api, upstream_response, record, started) -> web.StreamResponse:
+        record["status"] = upstream_response.status
+        response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
+        for name, value in upstream_response.headers.items():
+            if name.lower() not in DROP_RESPONSE:
+                response.headers.add(name, value)
+        event_stream = upstream_response.headers.get("content-type", "").startswith("text/event-stream")
+        record["stream"] = event_stream
+        meter = UsageMeter(api) if api else None
+        await response.prepare(request)
+        broken = False
+        try:
+            async for chunk in upstream_response.content.iter_any():
+                if meter:
+                    meter.feed(chunk, event_stream)
+                await response.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as error:
+            record["error"] = f"stream broken: {type(error).__name__}: {error}"[:300]
+            broken = True
+        finally:
+            upstream_response.release()
+        if meter:
+            meter.finish()
+            record["model"] = record["model"] or meter.model
+            record.update(meter.usage)
+            if upstream_response.status < 400:
+                record["cost_usd"] = cost_usd(record["model"], meter.usage["input_tokens"], meter.usage["output_tokens"],
+                                              meter.usage["cached_tokens"], meter.usage["cache_write_tokens"], self.prices)
+        # Logged before the agent sees the end of the answer, so the log is complete once the agent has exited.
+        self._finish(record, started, response)
+        if broken:
+            # Headers are gone already, so this cannot be retried here: break the agent's connection so its own
+            # client sees a failed stream and retries.
+            if request.transport is not None:
+                request.transport.close()
+        else:
+            await response.write_eof()
+        return response
+
+    # -- bookkeeping -----------------------------------------------------------------------------------------
+
+    def _give_up(self, reason: str) -> None:
+        self.upstream_down = True
+        self._stop(f"LLM API unreachable: {reason}")
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if self.on_stop:
+                self.on_stop(reason)
+
+    def _finish(self, record: dict, started: float, response: web.StreamResponse) -> web.StreamResponse:
+        record["latency_s"] = round(time.monotonic() - started, 3)
+        cost = record.get("cost_usd")
+        with self._lock:
+            totals = self.totals
+            totals["calls"] += 1
+            totals["failed_attempts"] += len(record["failures"])
+            if record.get("error") or (record["status"] or 0) >= 400:
+                totals["errors"] += 1
+            for key in USAGE_KEYS:
+                totals[key] += record.get(key, 0)
+            if cost is not None:
+                totals["cost_usd"] += cost
+            elif record.get("input_tokens") and record["model"]:
+                self.unpriced_models.add(record["model"])
+            tokens = totals["input_tokens"] + totals["output_tokens"]
+        with self.log_path.open("a") as log:
+            log.write(json.dumps(record) + "\n")
+        limits = self.limits
+        if limits.max_tokens is not None and tokens >= limits.max_tokens:
+            self._stop(f"token limit reached ({tokens} >= {limits.max_tokens})")
+        if limits.max_cost_usd is not None and self.totals["cost_usd"] >= limits.max_cost_usd:
+            self._stop(f"cost limit reached (${self.totals['cost_usd']:.4f} >= ${limits.max_cost_usd:.2f})")
+        return response
+
+
+def read_log(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def relay_wrapper(argv: list[str], socket_path_inside: str, port: int) -> list[str]:
+    """Wrap an agent command so that, inside a sandbox without network, 127.0.0.1:port leads to the proxy's
+    unix socket (bind-mounted at socket_path_inside). socat must be installed in the sandbox's /usr."""
+    script = (
+        'sock="$1"; port="$2"; shift 2; '
+        'socat TCP-LISTEN:"$port",bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:"$sock" & '
+        "i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:\"$port\" 2>/dev/null; do "
+        'i=$((i+1)); [ "$i" -ge 100 ] && { echo "ptb: LLM relay did not start" >&2; exit 97; }; sleep 0.05; done; '
+        'exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, "ptb-relay", socket_path_inside, str(port), *argv]
