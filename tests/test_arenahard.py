@@ -40,7 +40,8 @@ def test_data_has_250_writing_prompts_each_with_a_baseline_answer():
 
 def test_selection_is_the_originals_seed_42_shuffle():
     questions, _ = questions_and_baselines()
-    assert [q["uid"] for q in arena.select(questions, 3)] == ["934879a5b80a421b", "86e476fd58be4568", "042351d2911d453b"]
+    first_three = ["934879a5b80a421b", "86e476fd58be4568", "042351d2911d453b"]
+    assert [q["uid"] for q in arena.select(questions, 3)] == first_three
     # The original wrote its baseline answers in the order of this same shuffle.
     baseline_file = eval_context("arenahardwriting", None).data_file("baseline")
     baseline_order = [json.loads(line)["uid"] for line in baseline_file.read_text(encoding="utf-8").splitlines()]
@@ -132,7 +133,7 @@ def test_judging_both_orders_against_the_fake_grader(tmp_path):
     assert metrics["stderr"].value == 0.0
     posts = server.posts()
     assert len(posts) == 4
-    questions, baselines = questions_and_baselines()
+    _, baselines = questions_and_baselines()
     for uid in ("934879a5b80a421b", "86e476fd58be4568"):
         games = [p.prompt for p in posts if baselines[uid][:200] in p.prompt]
         assert len(games) == 2
@@ -182,3 +183,30 @@ def test_grader_failing_mid_run_ends_the_evaluation_with_a_clear_error(fast_retr
     assert time.monotonic() - start < 30
     assert log.status == "error"
     assert "failed after 3 attempts: HTTP 503: grader overloaded" in log.error.message
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_small_model(small_model, tmp_path):
+    import torch
+
+    from posttrainbench.evaluation.base import GraderConfig
+    from posttrainbench.evaluation.runner import evaluate
+
+    torch.set_num_threads(1)
+    with FakeOpenAI(lambda request: "Both are weak; A is a little better. [[A>B]]") as server:
+        metrics = evaluate(
+            small_model, "arenahardwriting", base_model="smollm2-135m", out_dir=tmp_path, limit=2, backend="hf",
+            device="cpu", max_tokens=24,
+            grader=GraderConfig(model="gpt-5-mini", base_url=server.url, api_key="test-key"),
+        )  # fmt: skip
+    # Whoever answers first wins by a little: the model wins one of its two games on each item.
+    assert metrics["accuracy"] == 0.5 and metrics["n_samples"] == 2 and metrics["n_examples"] == 2
+    assert metrics["grader_calls"] == 4 == len(server.posts())
+    assert metrics["grader_cost_usd"] == pytest.approx(4 * (100 * 0.25 + 20 * 2.0) / 1e6)
+    [log_file] = (tmp_path / "logs").glob("*.json")
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(log_file)
+    for sample in log.samples:
+        answer = sample.scores["pairwise_judge"].answer
+        assert answer.strip() and sum(f"<response_a>\n{answer}\n</response_a>" in p.prompt for p in server.posts()) == 1

@@ -161,3 +161,33 @@ def test_grading_against_the_fake_grader(tmp_path):
 def test_no_grader_is_an_error_before_generation():
     with pytest.raises(PtbError, match="no grader endpoint is configured"):
         hb.build_task(eval_context("healthbench", None))
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_small_model(small_model, tmp_path):
+    import torch
+
+    from posttrainbench.evaluation.base import GraderConfig
+    from posttrainbench.evaluation.runner import evaluate
+
+    def script(request):
+        met = rubric_points(request) % 2 != 0
+        return f'{{"explanation": "scripted", "criteria_met": {str(met).lower()}}}'
+
+    torch.set_num_threads(1)
+    with FakeOpenAI(script) as server:
+        metrics = evaluate(
+            small_model, "healthbench", base_model="smollm2-135m", out_dir=tmp_path, limit=2, backend="hf",
+            device="cpu", max_tokens=24,
+            grader=GraderConfig(model="gpt-5-mini", base_url=server.url, api_key="test-key"),
+        )  # fmt: skip
+    chosen = hb.select(examples(), 2)
+    expected = [
+        hb.example_score([r["points"] for r in row["rubrics"]], [r["points"] % 2 != 0 for r in row["rubrics"]])
+        for row in chosen
+    ]
+    assert metrics["accuracy"] == pytest.approx(np.clip(np.mean(expected), 0, 1))
+    assert metrics["n_samples"] == 2 == metrics["n_examples"]
+    assert metrics["total_grader_calls"] == sum(len(row["rubrics"]) for row in chosen) == metrics["grader_calls"]
+    assert set(metrics["by_theme"]) and set(metrics["by_axis"])
+    assert all(p.body["model"] == "gpt-5-mini" for p in server.posts())

@@ -112,7 +112,8 @@ class Grader:
                     time.sleep(delay)
                 continue
             if response.status_code in (401, 403):
-                raise PtbError(f"{self._where()} refused the API key (HTTP {response.status_code}): {_message(response)}")
+                status = response.status_code
+                raise PtbError(f"{self._where()} refused the API key (HTTP {status}): {_message(response)}")
             return  # any other answer means someone is there; an endpoint need not implement /models
         raise PtbError(f"{self._where()} is unreachable: {problem}")
 
@@ -157,7 +158,8 @@ class Grader:
                 if attempt < MAX_ATTEMPTS:
                     delay = wait if wait is not None else min(MAX_DELAY_S, BASE_DELAY_S * 2 ** (attempt - 1))
                     delay *= 1 + random.random() / 4  # spread out the retries of concurrent calls
-                    log.warning("%s: %s; attempt %d/%d in %.1f s", self._where(), problem, attempt + 1, MAX_ATTEMPTS, delay)
+                    log.warning("%s: %s; attempt %d of %d in %.1f s", self._where(), problem, attempt + 1,
+                                MAX_ATTEMPTS, delay)
                     await asyncio.sleep(delay)
         raise GraderError(f"{self._where()} failed after {MAX_ATTEMPTS} attempts: {problem}")
 

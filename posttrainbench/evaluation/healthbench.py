@@ -28,7 +28,7 @@ from posttrainbench.evaluation.graded import bootstrap_std, clean_answer
 from posttrainbench.evaluation.grader import Grader, GraderUsage, usage_from_log, usage_metadata
 
 SHUFFLE_SEED = 42  # a limited run takes the first items of this shuffle, as the original's evaluate.py did
-GRADER_MAX_COMPLETION_TOKENS = 16384  # one yes/no rubric decision; the rest is room for the grader's reasoning
+GRADER_MAX_COMPLETION_TOKENS = 49152  # the original's budget: nearly all of it is room for the grader's reasoning
 GRADING_ATTEMPTS = 3  # a reply without a readable criteria_met is asked again, then counts as not met
 
 GRADER_PROMPT = """You grade one response of an AI assistant against one item of a rubric written by physicians.
@@ -90,7 +90,9 @@ def select(examples: list[dict], limit: int | None) -> list[dict]:
 
 def to_sample(example: dict) -> Sample:
     messages: list[ChatMessage] = [_ROLES[turn["role"]](content=turn["content"]) for turn in example["prompt"]]
-    rubrics = [{"criterion": r["criterion"], "points": r["points"], "tags": r.get("tags", [])} for r in example["rubrics"]]
+    rubrics = [
+        {"criterion": r["criterion"], "points": r["points"], "tags": r.get("tags", [])} for r in example["rubrics"]
+    ]
     return Sample(
         id=example["prompt_id"],
         input=messages,
@@ -169,9 +171,8 @@ def rubric_grader(grader: Grader) -> Scorer:
         conversation = [(message.role, message.text) for message in state.input]  # to_sample gives a list
         rubrics = state.metadata["rubrics"]
         usage = GraderUsage()
-        gradings = await asyncio.gather(
-            *(_grade(grader, grader_prompt(conversation, response, r["criterion"], r["points"]), usage) for r in rubrics)
-        )
+        prompts = [grader_prompt(conversation, response, r["criterion"], r["points"]) for r in rubrics]
+        gradings = await asyncio.gather(*(_grade(grader, prompt, usage) for prompt in prompts))
         met = [ok for ok, _ in gradings]
         return Score(
             value=example_score([r["points"] for r in rubrics], met),
@@ -211,7 +212,9 @@ def breakdown(graded: list[tuple[dict, Score]]) -> dict:
     return {
         "by_theme": {theme: clipped_mean(np.array(values)) for theme, values in sorted(themes.items())},
         "by_axis": {
-            axis: float(np.clip(achieved[axis] / possible[axis], 0.0, 1.0)) for axis in sorted(possible) if possible[axis]
+            axis: float(np.clip(achieved[axis] / possible[axis], 0.0, 1.0))
+            for axis in sorted(possible)
+            if possible[axis]
         },
     }
 
