@@ -129,7 +129,8 @@ class Grader:
         problem = ""
         async with self._semaphore(), httpx.AsyncClient(timeout=TIMEOUT, verify=_tls()) as http:
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                body = {"model": self.config.model, "messages": messages, "max_completion_tokens": self.max_completion_tokens}
+                tokens = self.max_completion_tokens
+                body = {"model": self.config.model, "messages": messages, "max_completion_tokens": tokens}
                 if self.reasoning_effort:
                     body["reasoning_effort"] = self.reasoning_effort
                 wait = None
