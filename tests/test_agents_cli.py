@@ -58,6 +58,7 @@ class Run:
     outcomes: list
     summary: dict
     scaffold: str
+    client_key: str
 
     @property
     def task(self) -> Path:
@@ -77,7 +78,7 @@ def run_agent(root: Path, agent: str, fake_url: str, fake: FakeLLM, *, reprompt_
     with llm_link(root / "llm_calls.jsonl", "none", upstreams, policy=FAST_RETRY, limits=limits) as link:
         ctx = AgentContext(agent=spec, model=get_model("smollm2-135m"), benchmark=get_benchmark("gsm8k"),
                            prompt="Post-train the model.", hours=budget_s / 3600, gpus=0, run_dir=root,
-                           home=home, task=home / "task", llm_base_url=link.base_url)
+                           home=home, task=home / "task", llm_base_url=link.base_url, llm_api_key=link.api_key)
 
         def run_once(launch, seconds_left):
             for rel, content in launch.files.items():
@@ -101,7 +102,7 @@ def run_agent(root: Path, agent: str, fake_url: str, fake: FakeLLM, *, reprompt_
         else:
             outcomes = run_with_reprompt(ctx, run_once, deadline, stop=lambda: link.proxy.stop_reason)
         summary = link.proxy.summary()
-    return Run(root, fake, read_log(root / "llm_calls.jsonl"), outcomes, summary, spec.scaffold)
+    return Run(root, fake, read_log(root / "llm_calls.jsonl"), outcomes, summary, spec.scaffold, link.api_key)
 
 
 def expected_cost(fake: FakeLLM, model_of) -> float:
@@ -130,7 +131,7 @@ def test_cli_runs_script_in_sandbox(name, agent_clis, tmp_path):
 
     # Inside, the agent held only the dummy key (environment or config file); the proxy sent the real one upstream.
     assert REAL_KEY not in (run.task / "env.txt").read_text()
-    assert find_secret(run.root / "home", "ptb-dummy-key")
+    assert find_secret(run.root / "home", run.client_key)
     turns = fake.turns()
     assert len(turns) == len(SCRIPT) + 2  # 3 tool calls, final text, and one turn after the resume
     for request in fake.requests:

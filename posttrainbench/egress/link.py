@@ -5,6 +5,7 @@ bind-mounted into the sandbox, and a socat relay started before the agent turns 
 that socket (machines.md §3). With host network the agent reaches the proxy's TCP port directly.
 """
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ RELAY_PORT = 41987
 class LlmLink:
     proxy: MeteringProxy
     base_url: str  # what the agent uses (AgentContext.llm_base_url)
+    api_key: str  # the per-run key the agent must present (AgentContext.llm_api_key); worthless elsewhere
     mounts: list[Mount] = field(default_factory=list)  # add to the SandboxRequest
     relay: bool = False
 
@@ -48,15 +50,15 @@ def llm_link(
         raise PtbError("socat is needed to reach the LLM proxy from a sandbox without network: apt-get install socat")
     # A unix socket path must stay under ~107 bytes, which run directories can exceed.
     folder = Path(tempfile.mkdtemp(prefix="ptb-llm-"))
+    key = f"ptb-run-{secrets.token_hex(12)}"
+    options = dict(limits=limits, policy=policy, on_stop=on_stop, client_key=key)
     try:
         if network == "none":
             socket = folder / "llm.sock"
-            proxy = MeteringProxy(upstreams, log_path, socket_path=socket, limits=limits, policy=policy, on_stop=on_stop)
-            with proxy:
-                yield LlmLink(proxy, f"http://127.0.0.1:{RELAY_PORT}", [Mount(socket, SOCKET_INSIDE)], relay=True)
+            with MeteringProxy(upstreams, log_path, socket_path=socket, **options) as proxy:
+                yield LlmLink(proxy, f"http://127.0.0.1:{RELAY_PORT}", key, [Mount(socket, SOCKET_INSIDE)], relay=True)
         else:
-            proxy = MeteringProxy(upstreams, log_path, port=0, limits=limits, policy=policy, on_stop=on_stop)
-            with proxy:
-                yield LlmLink(proxy, proxy.url)
+            with MeteringProxy(upstreams, log_path, port=0, **options) as proxy:
+                yield LlmLink(proxy, proxy.url, key)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

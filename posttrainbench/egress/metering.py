@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from posttrainbench.egress.prices import Price, cost_usd
 from posttrainbench.egress.usage import USAGE_KEYS, UsageMeter, api_of
@@ -129,6 +131,14 @@ def _fatal(api: str | None, message: str) -> web.Response:
     return web.json_response(body, status=400)
 
 
+def _describe(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect to {error.host}:{error.port} ({error.os_error.strerror or error.os_error})"
+    if isinstance(error, asyncio.TimeoutError):
+        return "timed out"
+    return f"{type(error).__name__}: {error}"[:300]
+
+
 def _retry_after(headers) -> float | None:
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
@@ -157,6 +167,7 @@ class MeteringProxy:
         limits: Limits | None = None,
         prices: dict[str, Price] | None = None,
         on_stop: Callable[[str], None] | None = None,
+        client_key: str | None = None,
     ):
         if socket_path is None and port is None:
             raise PtbError("the metering proxy needs a unix socket path or a TCP port")
@@ -168,6 +179,9 @@ class MeteringProxy:
         self.limits = limits or Limits()
         self.prices = prices
         self.on_stop = on_stop
+        # When set, only clients presenting this (per-run, worthless elsewhere) key are served: with host network
+        # any local process could otherwise spend the real keys.
+        self.client_key = client_key
         self.url: str | None = None
         self.totals = {"calls": 0, "errors": 0, "failed_attempts": 0, "cost_usd": 0.0, **dict.fromkeys(USAGE_KEYS, 0)}
         self.unpriced_models: set[str] = set()
@@ -235,7 +249,7 @@ class MeteringProxy:
         self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         app = web.Application(client_max_size=512 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
         await self._runner.setup()
         if self.socket_path:
             self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,10 +287,22 @@ class MeteringProxy:
         if upstream is None:
             record["error"] = f"no upstream configured for {record['provider'] or path}"
             return self._finish(record, started, _fatal(api, f"ptb proxy: {record['error']}"))
+        if self.client_key and self.client_key not in self._presented_keys(request):
+            record["status"] = 401
+            record["error"] = "the client did not present this run's key"
+            return self._finish(record, started, web.json_response({"error": {"message": record["error"]}}, status=401))
         if self.stop_reason:
             record["error"] = self.stop_reason
             return self._finish(record, started, _fatal(api, f"ptb proxy: {self.stop_reason}"))
         return await self._forward(request, api, upstream, body, record, started)
+
+    @staticmethod
+    def _presented_keys(request: web.Request) -> set[str]:
+        keys = {request.headers.get("x-api-key", ""), request.headers.get("x-goog-api-key", ""),
+                request.rel_url.query.get("key", "")}
+        authorization = request.headers.get("authorization", "")
+        keys.add(authorization[7:] if authorization.lower().startswith("bearer ") else authorization)
+        return keys - {""}
 
     @staticmethod
     def _request_model(api: str | None, path: str, body: bytes) -> str | None:
@@ -290,13 +316,13 @@ class MeteringProxy:
 
     @staticmethod
     def _target(request: web.Request, provider: str, upstream: Upstream) -> tuple[str, dict[str, str]]:
-        path = request.rel_url.path
+        path = request.rel_url.raw_path
         if upstream.strip_prefix and path.startswith(upstream.strip_prefix):
             path = path[len(upstream.strip_prefix):]
         query = [(k, v) for k, v in request.rel_url.query.items() if k != "key"]
         url = upstream.base_url.rstrip("/") + path
         if query:
-            url += "?" + "&".join(f"{k}={v}" for k, v in query)
+            url += "?" + urlencode(query)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
         headers["accept-encoding"] = "identity"
         auth = upstream.auth or DEFAULT_AUTH[provider]
@@ -319,10 +345,10 @@ class MeteringProxy:
             attempt_started = time.monotonic()
             failure: dict | None = None
             try:
-                upstream_response = await self._session.request(request.method, url, headers=headers, data=body,
-                                                                allow_redirects=False)
+                upstream_response = await self._session.request(request.method, URL(url, encoded=True), headers=headers,
+                                                                data=body, allow_redirects=False)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-                failure = {"status": None, "error": f"{type(error).__name__}: {error}"[:300]}
+                failure = {"status": None, "error": _describe(error)}
                 upstream_response = None
             if upstream_response is not None and upstream_response.status in policy.statuses:
                 text = (await upstream_response.read())[:300].decode(errors="replace")
