@@ -139,8 +139,10 @@ def synthetic(tmp_path):
                  base=0.05 if bench == "gsm8k" and flagged else None,
                  flag="contamination: test items in train.jsonl" if flagged else None,
                  time_used_s=3600 * (5 + seed),
-                 usage=[{"input_tokens": 1000, "output_tokens": 100, "cost_usd": 0.5},
-                        {"input_tokens": 500, "output_tokens": 50, "cost_usd": 0.25}])
+                 usage=[{"t": "2026-01-01T00:00:00Z", "input_tokens": 1000, "output_tokens": 100, "cost_usd": 0.5,
+                         "retry_s": 600.0},
+                        {"t": "2026-01-01T00:05:00Z", "input_tokens": 500, "output_tokens": 50, "cost_usd": 0.25,
+                         "retry_s": 600.0}])
     # agent B: no humaneval score (one failed run, no other), one finished run without a score
     for bench in BENCHMARKS:
         if bench == "humaneval":
@@ -217,6 +219,8 @@ def test_usage_and_time(synthetic):
     assert a.cost_per_run == pytest.approx(0.75) and a.usage_runs == 21
     assert a.time_used == pytest.approx(0.6) and a.time_used_min == pytest.approx(0.5)
     assert a.time_used_max == pytest.approx(0.7)
+    # two overlapping 10-minute retry waits (00:00-00:10, 00:05-00:15) block the agent for 15 minutes
+    assert a.working_time_s == pytest.approx(3600 * 6 - 900)
     b = lb.entry("agent:codex:gpt@10h")
     assert b.cost_usd is None and b.tokens is None and b.time_used is None
 

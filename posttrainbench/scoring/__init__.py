@@ -1,6 +1,6 @@
 """Scores of stored runs: weighted averages, gap-normalised scores, seeds, intervals, time and cost."""
 
-from posttrainbench.scoring.leaderboard import Cell, Entry, Leaderboard, RunScore, Stat, leaderboard
+from posttrainbench.scoring.leaderboard import leaderboard
 from posttrainbench.scoring.published import (
     import_published_baselines,
     published_averages,
@@ -8,6 +8,7 @@ from posttrainbench.scoring.published import (
     published_scores,
     published_weights,
 )
+from posttrainbench.scoring.schema import Cell, Entry, Leaderboard, RunScore, Stat
 from posttrainbench.scoring.tables import all_tables, scores_table
 from posttrainbench.scoring.weights import weighted_average, weights_from_baselines
 

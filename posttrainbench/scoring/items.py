@@ -1,9 +1,16 @@
-"""Per-item scores of one evaluation, read from its inspect log, for bootstrap intervals over items."""
+"""Per-item scores of one evaluation, read from its inspect log, for bootstrap intervals over items.
 
+Reading a large log takes a while, so the scores are cached under PTB_CACHE keyed by the log's path, size and
+modification time.
+"""
+
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
+from posttrainbench import paths
 from posttrainbench.workspace.layout import RunLayout
 
 _WORDS = {"c": 1.0, "correct": 1.0, "yes": 1.0, "true": 1.0, "p": 0.5, "partial": 0.5,
@@ -19,12 +26,28 @@ def item_scores(run_dir: Path, label: str) -> np.ndarray | None:
     candidates = [p for p in logs.glob("*") if p.suffix in (".json", ".eval")] if logs.is_dir() else []
     if not candidates:
         return None
+    newest = max(candidates, key=lambda p: p.stat().st_mtime)
+    stat = newest.stat()
+    key = hashlib.sha256(f"{newest.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    cached = paths.cache_dir() / "item-scores" / f"{key}.json"
+    if cached.is_file():
+        return np.array(json.loads(cached.read_text()), dtype=float)
+    scores = _read(newest)
+    if scores is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(scores))
+        except OSError:
+            pass  # an unwritable cache only costs the next reader the parse
+    return None if scores is None else np.array(scores, dtype=float)
+
+
+def _read(log: Path) -> list[float] | None:
     # imported only when a log exists: inspect_ai takes seconds to import
     from inspect_ai.log import read_eval_log_sample_summaries
 
-    newest = max(candidates, key=lambda p: p.stat().st_mtime)
     try:
-        samples = read_eval_log_sample_summaries(newest)
+        samples = read_eval_log_sample_summaries(log)
     except (OSError, ValueError, KeyError):
         return None
     per_item: dict[str, list[float]] = {}
@@ -35,9 +58,7 @@ def item_scores(run_dir: Path, label: str) -> np.ndarray | None:
         if value is None:
             return None
         per_item.setdefault(str(sample.id), []).append(value)
-    if not per_item:
-        return None
-    return np.array([np.mean(v) for v in per_item.values()], dtype=float)
+    return [float(np.mean(v)) for v in per_item.values()] or None
 
 
 def _to_float(value) -> float | None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from rich.table import Table as RichTable
 
 from posttrainbench.errors import PtbError
-from posttrainbench.scoring.leaderboard import Entry, Leaderboard, Stat, leaderboard
+from posttrainbench.scoring.leaderboard import leaderboard
+from posttrainbench.scoring.schema import Entry, Leaderboard, Stat
 from posttrainbench.store import Store
 
 VIEWS = ("agent", "benchmark", "model", "run")

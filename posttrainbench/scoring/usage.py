@@ -1,7 +1,9 @@
-"""Tokens, cost and working time of one agent run, from the artifacts the metering proxy and the trajectory
-converter leave in its run directory. Absent artifacts give None, never zero."""
+"""Tokens, cost and working time of one agent run, from the metering proxy's log (one JSON line per LLM call:
+t, input_tokens, output_tokens, cost_usd, retry_s, ...) or, without it, the proxy's totals at the end of
+trajectory.jsonl. Absent artifacts give None, never zero."""
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -18,12 +20,6 @@ class Usage(BaseModel):
     cost_usd: float | None = None
     working_time_s: float | None = None
     source: str | None = None  # the file the tokens and cost came from
-
-    @property
-    def tokens(self) -> int | None:
-        if self.input_tokens is None and self.output_tokens is None:
-            return None
-        return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
 def find(run_dir: Path, names: tuple[str, ...]) -> Path | None:
@@ -45,29 +41,58 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def run_usage(run_dir: Path) -> Usage:
-    """Sums the metering log's calls (input_tokens, output_tokens, cost_usd per line); without one, the
-    trajectory's per-step tokens and cost. Working time is `working_time_s` of agent_exit.json or the manifest."""
+def run_usage(run_dir: Path, time_used_s: float | None = None) -> Usage:
+    """Working time is `working_time_s` from agent_exit.json or the manifest when a stage recorded it, else
+    `time_used_s` minus the time LLM calls spent blocked on provider retries (from the metering log)."""
     run_dir = Path(run_dir)
     usage = Usage()
-    path = find(run_dir, METERING) or find(run_dir, TRAJECTORY)
-    if path is not None:
-        _sum_records(usage, read_jsonl(path))
-        usage.source = str(path.relative_to(run_dir))
-    for name in EXIT_FILES:
-        value = _json_key(run_dir / name, "working_time_s")
-        if isinstance(value, int | float):
-            usage.working_time_s = float(value)
-            break
+    calls: list[dict] = []
+    metering = find(run_dir, METERING)
+    if metering is not None:
+        calls = read_jsonl(metering)
+        _add(usage, calls)
+        usage.source = str(metering.relative_to(run_dir))
+    elif (trajectory := find(run_dir, TRAJECTORY)) is not None:
+        totals = [e for e in read_jsonl(trajectory) if e.get("kind") == "result" and e.get("source") == "proxy"]
+        if totals:
+            tokens = totals[-1].get("tokens") or {}
+            _add(usage, [{"input_tokens": tokens.get("input"), "output_tokens": tokens.get("output"),
+                          "cost_usd": totals[-1].get("cost_usd")}])
+            usage.source = str(trajectory.relative_to(run_dir))
+    usage.working_time_s = _recorded_working_time(run_dir)
+    if usage.working_time_s is None and time_used_s is not None and metering is not None:
+        usage.working_time_s = max(time_used_s - blocked_seconds(calls), 0.0)
     return usage
 
 
-def _sum_records(usage: Usage, records: list[dict]) -> None:
+def blocked_seconds(calls: list[dict]) -> float:
+    """Time during which at least one call waited on provider retries (overlaps counted once)."""
+    spans = []
+    for call in calls:
+        retry = call.get("retry_s")
+        if not retry or not call.get("t"):
+            continue
+        try:
+            start = datetime.fromisoformat(str(call["t"]).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        spans.append((start, start + timedelta(seconds=retry)))
+    total, current = 0.0, None
+    for lo, hi in sorted(spans):
+        if current and lo <= current[1]:
+            current = (current[0], max(current[1], hi))
+            continue
+        if current:
+            total += (current[1] - current[0]).total_seconds()
+        current = (lo, hi)
+    if current:
+        total += (current[1] - current[0]).total_seconds()
+    return total
+
+
+def _add(usage: Usage, records: list[dict]) -> None:
     for rec in records:
-        tokens = rec.get("tokens")
-        tin = rec.get("input_tokens", tokens.get("input") if isinstance(tokens, dict) else None)
-        tout = rec.get("output_tokens", tokens.get("output") if isinstance(tokens, dict) else None)
-        cost = rec.get("cost_usd", rec.get("cost"))
+        tin, tout, cost = rec.get("input_tokens"), rec.get("output_tokens"), rec.get("cost_usd")
         if isinstance(tin, int | float):
             usage.input_tokens = (usage.input_tokens or 0) + int(tin)
         if isinstance(tout, int | float):
@@ -76,11 +101,13 @@ def _sum_records(usage: Usage, records: list[dict]) -> None:
             usage.cost_usd = (usage.cost_usd or 0.0) + float(cost)
 
 
-def _json_key(path: Path, key: str):
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data.get(key) if isinstance(data, dict) else None
+def _recorded_working_time(run_dir: Path) -> float | None:
+    for name in EXIT_FILES:
+        try:
+            data = json.loads((run_dir / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        value = data.get("working_time_s") if isinstance(data, dict) else None
+        if isinstance(value, int | float):
+            return float(value)
+    return None
