@@ -290,8 +290,12 @@ def render_evaluate_py(benchmark: BenchmarkSpec, base_model: ModelSpec) -> str:
 
 
 def _parser(spec: BenchmarkSpec | None) -> argparse.ArgumentParser:
+    """The CLI; its defaults are the benchmark's agent defaults."""
     defaults = spec.agent_defaults if spec else None
-    parser = argparse.ArgumentParser(description="Evaluate a model on a PostTrainBench benchmark.")
+    parser = argparse.ArgumentParser(
+        description="Evaluate a model on a PostTrainBench benchmark.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--benchmark", required=True, help="benchmark id, e.g. gsm8k")
     parser.add_argument("--base-model", required=True, help="base model id: decides the chat template")
     parser.add_argument("--model-path", default="final_model", help="model directory (default: final_model)")
@@ -315,10 +319,12 @@ def _parser(spec: BenchmarkSpec | None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    known, _ = _parser(None).parse_known_args(argv)
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--benchmark")
+    benchmark = first.parse_known_args(argv)[0].benchmark
     try:
-        spec = get_benchmark(known.benchmark)
-        args = _parser(spec).parse_args(argv)
+        spec = get_benchmark(benchmark) if benchmark else None
+        args = _parser(spec).parse_args(argv)  # exits with usage when --benchmark is missing
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out_dir = Path(args.out_dir or f"eval_results/{spec.id}-{stamp}")
         metrics = evaluate(
