@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posttrainbench.errors import PtbError
 from posttrainbench.report import build_report
 from posttrainbench.report.charts import PALETTE
 from posttrainbench.scoring import import_published_baselines, leaderboard, published_scores
@@ -92,25 +93,33 @@ def store(tmp_path_factory) -> Store:
 
 
 class _Dom(HTMLParser):
-    """Collects leaderboard rows, images and the text of the page."""
+    """Collects leaderboard rows (key -> their text), images, classes and the text of the page."""
 
     def __init__(self):
         super().__init__()
-        self.rows: list[dict] = []
+        self.rows: dict[str, str] = {}
         self.images: list[str] = []
         self.text: list[str] = []
         self.classes: list[str] = []
+        self._row: str | None = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "tr" and "entry" in (attrs.get("class") or "").split():
-            self.rows.append(attrs)
+            self._row = attrs["data-key"]
+            self.rows[self._row] = ""
         if tag == "img":
             self.images.append(attrs["src"])
         self.classes += (attrs.get("class") or "").split()
 
+    def handle_endtag(self, tag):
+        if tag == "tr":
+            self._row = None
+
     def handle_data(self, data):
         self.text.append(data)
+        if self._row:
+            self.rows[self._row] += " " + data.strip()
 
 
 def _chromium() -> str:
@@ -143,14 +152,17 @@ def test_report_renders_in_chromium(store, tmp_path):
     lb = leaderboard(store, bootstrap=0)
 
     dom = _dom(binary, tmp_path, index)
-    keys = [row["data-key"] for row in dom.rows]
-    assert keys == [e.key for e in lb.entries]
-    assert {"agent:claude:opus@10h", "agent:codex:gpt@10h", "baseline:instruct:published",
-            "baseline:base-zeroshot:published"} <= set(keys)
-    text = " ".join(dom.text)
-    assert "Official instruct (published)" in text and "Base zero-shot (published)" in text
-    assert "51.1" in text and "7.5" in text
-    assert FLAG in text  # flagged runs show their reason
+    assert list(dom.rows) == [e.key for e in lb.entries]
+    rows = dom.rows
+    assert set(rows) == {"agent:claude:opus@10h", "agent:codex:gpt@10h", "baseline:instruct:published",
+                         "baseline:base-zeroshot:published", "baseline:base-fewshot:published"}
+    assert rows["baseline:instruct:published"].split()[:4] == ["Official", "instruct", "(published)", "baseline"]
+    assert rows["baseline:instruct:published"].split()[4] == "51.1"
+    assert rows["baseline:base-zeroshot:published"].split()[4] == "7.5"
+    assert "—" in rows["baseline:base-fewshot:published"]  # no published few-shot BFCL
+    assert rows["agent:claude:opus@10h"].split()[:2] == ["1", "opus"]  # ranked, complete
+    assert "⚑ 1" in rows["agent:codex:gpt@10h"] and "contamination" in rows["agent:codex:gpt@10h"]
+    assert FLAG in " ".join(dom.text)  # the flagged runs table gives the whole reason
 
     charts = [src for src in dom.images if src.startswith("charts/")]
     assert len(charts) == 1 + len(lb.benchmarks) + 2  # average, one per benchmark, time used, cost
@@ -219,3 +231,18 @@ def test_run_pages_show_artifacts_or_say_not_available(store, tmp_path):
     _browse(binary, tmp_path, site / "runs" / f"{RICH_RUN}.html", "--window-size=1300,2200",
             f"--screenshot={shot}")
     assert Image.open(shot).size == (1300, 2200)
+
+
+def test_report_folder_is_rebuilt_but_a_foreign_folder_is_refused(store, tmp_path):
+    site = tmp_path / "site"
+    build_report(store, site, bootstrap=0)
+    stale = site / "runs" / "stale.html"
+    stale.write_text("from an older build")
+    build_report(store, site, bootstrap=0)
+    assert not stale.exists() and (site / "index.html").is_file()
+
+    foreign = tmp_path / "home"
+    (foreign / "runs" / "r1").mkdir(parents=True)
+    with pytest.raises(PtbError, match="not empty"):
+        build_report(store, foreign, bootstrap=0)
+    assert (foreign / "runs" / "r1").is_dir()

@@ -17,18 +17,22 @@ from posttrainbench.store import Store
 
 HERE = Path(__file__).parent
 GENERATED = ("runs", "charts", "tables", "static")  # folders build_report owns inside out_dir
+MARKER = ".ptb-report"  # marks a folder as a report, so a rebuild may replace the folders above
 SHORT_NAMES = {"aime2025": "AIME 2025", "arenahardwriting": "Arena-Hard", "bfcl": "BFCL", "gpqamain": "GPQA",
                "gsm8k": "GSM8K", "healthbench": "HealthBench", "humaneval": "HumanEval"}
 
 
 def build_report(store: Store, out_dir: Path, **options) -> Path:
-    """Write the site into out_dir and return the path of its index.html. Options go to leaderboard()
-    (models, benchmarks, hours, bootstrap, seed)."""
+    """Write the site into out_dir (new, empty, or an earlier report) and return the path of its index.html.
+    Options go to leaderboard() (models, benchmarks, hours, bootstrap, seed)."""
     out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise PtbError(f"{out_dir} is not empty and holds no earlier report: choose a new or empty folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in GENERATED:
             shutil.rmtree(out_dir / name, ignore_errors=True)
+        (out_dir / MARKER).write_text("written by posttrainbench; rebuilding replaces this folder's contents\n")
     except OSError as exc:
         raise PtbError(f"cannot write the report into {out_dir}: {exc}") from None
     lb = leaderboard(store, **options)
