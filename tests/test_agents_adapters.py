@@ -87,6 +87,10 @@ def test_gemini_launch(fake_installs, tmp_path):
     assert settings["privacy"]["usageStatisticsEnabled"] is False
     assert launch.env["GOOGLE_GEMINI_BASE_URL"] == BASE and launch.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
     assert resume_launch(context(tmp_path, "gemini"), "MORE").argv[-4:] == ["--resume", "latest", "-p", "MORE"]
+    ctx = context(tmp_path, "gemini")
+    ctx.agent.effort = "high"
+    with pytest.raises(PtbError, match="no reasoning-effort switch"):
+        launch_for(ctx)
 
 
 def test_opencode_launch_builtin_and_custom_providers(fake_installs, tmp_path):

@@ -295,3 +295,11 @@ def test_client_key_is_required_when_set(tmp_path):
             gemini_path, gemini_body = api_request("gemini", True)
             assert post(proxy.url, gemini_path.replace("dummy-key", "ptb-run-abc123"), gemini_body)[0] == 200
     assert len(fake.requests) == 2 and all("ptb-run" not in r["path"] for r in fake.requests)
+
+
+def test_upstream_error_quoting_the_key_is_redacted_in_the_log(tmp_path, monkeypatch):
+    monkeypatch.setitem(fake_llm.ERRORS, "500", (500, "api_error", f"invalid key {KEY}"))
+    with FakeLLM(["true"], faults=["500"]) as fake, proxy_for(fake.url, tmp_path) as proxy:
+        assert post(proxy.url, *api_request("chat", True))[0] == 200
+    assert KEY not in (tmp_path / "calls.jsonl").read_text()
+    assert "invalid key [REDACTED]" in (tmp_path / "calls.jsonl").read_text()

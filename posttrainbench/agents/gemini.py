@@ -1,4 +1,4 @@
-"""Gemini CLI 0.61.0 headless with stream-json output. Effort has no switch here and is ignored."""
+"""Gemini CLI 0.61.0 headless with stream-json output."""
 
 import json
 import shutil
@@ -19,6 +19,8 @@ SETTINGS = {
 
 
 def _launch(ctx: AgentContext, prompt: str, extra: list[str]) -> AgentLaunch:
+    if ctx.agent.effort:
+        raise PtbError("Gemini CLI has no reasoning-effort switch (it picks the thinking level itself): unset effort")
     found = shutil.which("node")
     if found is None:
         raise PtbError("Gemini CLI needs node on PATH (apt-get install nodejs)")

@@ -40,7 +40,8 @@ def _event(t: str | None, kind: str, **fields) -> dict:
 
 
 def _lines(log: str) -> Iterator[tuple[str | None, dict]]:
-    """(time, JSON object) of each line of the log that holds one."""
+    """(time, JSON object) of each line of the log that holds one. The CLI's own timestamp, where the line has
+    one (ISO or epoch milliseconds), is finer than the sandbox's whole-second stamp."""
     for raw in log.splitlines():
         match = _STAMP.match(raw)
         t = match.group(1) if match else None
@@ -51,8 +52,14 @@ def _lines(log: str) -> Iterator[tuple[str | None, dict]]:
             data = json.loads(body)
         except ValueError:
             continue
-        if isinstance(data, dict):
-            yield t, data
+        if not isinstance(data, dict):
+            continue
+        own = data.get("timestamp")
+        if isinstance(own, int | float) and own > 1e12:
+            t = datetime.fromtimestamp(own / 1000, timezone.utc).isoformat(timespec="milliseconds")
+        elif isinstance(own, str) and _parse_time(own):
+            t = own
+        yield t, data
 
 
 def _tokens(input_tokens=None, cached=None, output=None) -> dict | None:
@@ -205,7 +212,11 @@ PARSERS = {"claude": claude_events, "codex": codex_events, "gemini": gemini_even
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def metering_events(calls: list[dict]) -> list[dict]:
@@ -239,19 +250,19 @@ def build_trajectory(agent_log: Path, scaffold: str, metering_log: Path | None =
     only proxy events."""
     text = Path(agent_log).read_text(errors="replace") if Path(agent_log).is_file() else ""
     events = PARSERS[scaffold](text) if scaffold in PARSERS else []
+    # The CLI's events keep their order (a running maximum of their times); the proxy's retries slot in by time.
+    keyed, last = [], datetime.min.replace(tzinfo=timezone.utc)
+    for index, event in enumerate(events):
+        last = max(last, _parse_time(event["t"]) or last)
+        keyed.append((last, 0, index, event))
     summary = []
     if metering_log is not None:
-        proxy_events = metering_events(read_log(metering_log))
-        summary = [e for e in proxy_events if e["kind"] == "result"]
-        events += [e for e in proxy_events if e["kind"] != "result"]
-    # Events without a time sort with their predecessor; equal times keep their order (one log line's events).
-    keys, last = [], datetime.min.replace(tzinfo=timezone.utc)
-    for event in events:
-        moment = _parse_time(event["t"])
-        last = moment.replace(tzinfo=moment.tzinfo or timezone.utc) if moment else last
-        keys.append(last)
-    ordered = [event for _, _, event in sorted(zip(keys, range(len(events)), events), key=lambda k: k[:2])]
-    ordered += summary  # the proxy's totals close the trajectory
+        for index, event in enumerate(metering_events(read_log(metering_log))):
+            if event["kind"] == "result":
+                summary.append(event)  # the proxy's totals close the trajectory
+            else:
+                keyed.append((_parse_time(event["t"]) or last, 1, index, event))
+    ordered = [item[3] for item in sorted(keyed, key=lambda item: item[:3])] + summary
     for step, event in enumerate(ordered, 1):
         event["step"] = step
     return ordered

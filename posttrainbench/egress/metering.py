@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from aiohttp import web
 from yarl import URL
 
 from posttrainbench.egress.prices import Price, cost_usd
+from posttrainbench.egress.redact import redact_text
 from posttrainbench.egress.usage import USAGE_KEYS, UsageMeter, api_of
 from posttrainbench.errors import PtbError
 
@@ -120,15 +122,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _fatal(api: str | None, message: str) -> web.Response:
-    """A 400 in the provider's own error shape, so each CLI shows the message and stops."""
+def _fatal(api: str | None, message: str, status: int = 400) -> web.Response:
+    """An error in the provider's own shape that no CLI retries, so the agent shows the message and stops."""
     if api == "anthropic":
         body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
     elif api == "gemini":
-        body = {"error": {"code": 400, "message": message, "status": "FAILED_PRECONDITION"}}
+        body = {"error": {"code": status, "message": message, "status": "FAILED_PRECONDITION"}}
     else:
         body = {"error": {"message": message, "type": "invalid_request_error", "code": "ptb_proxy"}}
-    return web.json_response(body, status=400)
+    return web.json_response(body, status=status)
 
 
 def _describe(error: BaseException) -> str:
@@ -172,6 +174,7 @@ class MeteringProxy:
         if socket_path is None and port is None:
             raise PtbError("the metering proxy needs a unix socket path or a TCP port")
         self.upstreams = upstreams
+        self._keys = [upstream.key for upstream in upstreams.values() if upstream.key]
         self.log_path = Path(log_path)
         self.socket_path = Path(socket_path) if socket_path else None
         self.port = port
@@ -258,9 +261,10 @@ class MeteringProxy:
             # The agent may run as another uid inside the sandbox.
             os.chmod(self.socket_path, 0o666)
         if self.port is not None:
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", self.port))
+            await web.SockSite(self._runner, listener).start()
+            self.port = listener.getsockname()[1]
             self.url = f"http://127.0.0.1:{self.port}"
 
     async def _close(self) -> None:
@@ -285,16 +289,16 @@ class MeteringProxy:
         record["model"] = self._request_model(api, path, body)
         upstream = self.upstreams.get(record["provider"] or "")
         if upstream is None:
-            record["error"] = f"no upstream configured for {record['provider'] or path}"
-            return self._finish(record, started, _fatal(api, f"ptb proxy: {record['error']}"))
+            return self._refuse(record, started, api, f"no upstream configured for {record['provider'] or path}")
         if self.client_key and self.client_key not in self._presented_keys(request):
-            record["status"] = 401
-            record["error"] = "the client did not present this run's key"
-            return self._finish(record, started, web.json_response({"error": {"message": record["error"]}}, status=401))
+            return self._refuse(record, started, api, "the client did not present this run's key", status=401)
         if self.stop_reason:
-            record["error"] = self.stop_reason
-            return self._finish(record, started, _fatal(api, f"ptb proxy: {self.stop_reason}"))
+            return self._refuse(record, started, api, self.stop_reason)
         return await self._forward(request, api, upstream, body, record, started)
+
+    def _refuse(self, record: dict, started: float, api: str | None, reason: str, status: int = 400) -> web.Response:
+        record["status"], record["error"] = status, reason
+        return self._finish(record, started, _fatal(api, f"ptb proxy: {reason}", status))
 
     @staticmethod
     def _presented_keys(request: web.Request) -> set[str]:
@@ -352,7 +356,8 @@ class MeteringProxy:
                 upstream_response = None
             if upstream_response is not None and upstream_response.status in policy.statuses:
                 text = (await upstream_response.read())[:300].decode(errors="replace")
-                failure = {"status": upstream_response.status, "error": text}
+                # Providers quote (masked) keys in auth errors; never let a real one reach the log.
+                failure = {"status": upstream_response.status, "error": redact_text(text, self._keys)}
                 retry_after = _retry_after(upstream_response.headers)
                 upstream_response.release()
             else:
@@ -366,11 +371,10 @@ class MeteringProxy:
             if record["attempts"] >= policy.attempts or elapsed + delay > policy.give_up_after_s:
                 record["failures"].append(failure)
                 record["retry_s"] = round(time.monotonic() - started, 3)
-                record["status"] = failure["status"]
                 what = f"HTTP {failure['status']}" if failure["status"] else failure["error"]
-                record["error"] = f"upstream failed after {record['attempts']} attempts ({what})"
-                self._give_up(record["error"])
-                return self._finish(record, started, _fatal(api, f"ptb proxy: {record['error']}"))
+                reason = f"upstream failed after {record['attempts']} attempts ({what})"
+                self._give_up(reason)
+                return self._refuse(record, started, api, reason)
             failure["delay_s"] = round(delay, 3)
             record["failures"].append(failure)
             await asyncio.sleep(delay)
