@@ -379,7 +379,6 @@ class MeteringProxy:
             record["failures"].append(failure)
             await asyncio.sleep(delay)
         record["retry_s"] = round(attempt_started - started, 3)
-        self.upstream_down = False
         return await self._relay(request, api, upstream_response, record, started)
 
     async def _relay(self, request, api, upstream_response, record, started) -> web.StreamResponse:
