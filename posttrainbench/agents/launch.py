@@ -1,12 +1,20 @@
 """Stage 2: run the agent in the sandbox with its clock, its mounts and a clean environment."""
 
+import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from posttrainbench import sandbox
-from posttrainbench.agents import AgentContext, launch_for
+from posttrainbench.agents import AgentContext
+from posttrainbench.agents.reprompt import run_with_reprompt
+from posttrainbench.agents.trajectory import build_trajectory, working_seconds, write_trajectory
+from posttrainbench.egress.link import llm_link
+from posttrainbench.egress.metering import read_log, upstreams_from_env
+from posttrainbench.egress.redact import redact_files, secrets_from_env
+from posttrainbench.errors import PtbError
 from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_HOME, SANDBOX_TASK, RunLayout
 from posttrainbench.workspace.manifest import RunManifest
 from posttrainbench.workspace.timer import write_timer
@@ -59,10 +67,28 @@ def mounts(manifest: RunManifest, layout: RunLayout) -> list[sandbox.Mount]:
     ]
 
 
+LLM_SCAFFOLDS = ("claude", "codex", "gemini", "opencode")
+
+
+def _llm_link(manifest: RunManifest, layout: RunLayout, network: str):
+    """The metering proxy for scaffolds that talk to an LLM API; the reference agent needs none."""
+    scaffold = manifest.spec.agent.scaffold
+    if scaffold == "reference":
+        return nullcontext(None)
+    upstreams = upstreams_from_env()
+    if scaffold in LLM_SCAFFOLDS and not upstreams:
+        raise PtbError(f"the {scaffold} agent needs an LLM API key in the harness's environment "
+                       "(e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY); it never enters the sandbox")
+    return llm_link(layout.logs / "metering.jsonl", network, upstreams)
+
+
 def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap") -> sandbox.ExitInfo:
     spec = manifest.spec
-    budget_s = spec.hours * 3600
-    write_timer(layout.pristine / "timer.sh", time.time() + budget_s)
+    deadline = time.time() + spec.hours * 3600
+    write_timer(layout.pristine / "timer.sh", deadline)
+    network = "none" if spec.network == "offline" else "host"
+    if backend == "none":
+        network = "host"  # without a network namespace the relay's fixed port would clash between runs
     ctx = AgentContext(
         agent=spec.agent,
         model=manifest.model,
@@ -74,19 +100,47 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
         home=layout.home,
         task=layout.task,
     )
-    launch = launch_for(ctx)
-    for rel, content in launch.files.items():
-        target = layout.home / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-    request = sandbox.SandboxRequest(
-        argv=launch.argv,
-        cwd=SANDBOX_TASK,
-        mounts=mounts(manifest, layout),
-        env=agent_env(manifest) | launch.env,
-        gpus=_gpu_indices(spec.gpus),
-        network="none" if spec.network == "offline" else "host",
-    )
-    info = sandbox.run(request, backend=backend, time_limit_s=budget_s, log_path=layout.agent_log, grace_s=GRACE_S)
-    layout.agent_exit.write_text(info.model_dump_json(indent=2))
-    return info
+    with _llm_link(manifest, layout, network) as link:
+        if link is not None:
+            ctx.llm_base_url, ctx.llm_api_key = link.base_url, link.api_key
+
+        def run_once(launch, seconds_left: float) -> sandbox.ExitInfo:
+            for rel, content in launch.files.items():
+                target = layout.home / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+            request = sandbox.SandboxRequest(
+                argv=link.wrap(launch.argv) if link else launch.argv,
+                cwd=SANDBOX_TASK,
+                mounts=[*mounts(manifest, layout), *(sandbox.Mount(p, str(p)) for p in launch.mounts),
+                        *(link.mounts if link else [])],
+                env=agent_env(manifest) | launch.env,
+                gpus=_gpu_indices(spec.gpus),
+                network=network,
+            )
+            return sandbox.run(request, backend=backend, time_limit_s=max(seconds_left, 1.0),
+                               log_path=layout.agent_log, grace_s=GRACE_S)
+
+        sessions = run_with_reprompt(ctx, run_once, deadline, stop=lambda: link.proxy.stop_reason if link else None)
+        stop_reason = link.proxy.stop_reason if link else None
+    return _record(manifest, layout, sessions, stop_reason)
+
+
+def _record(manifest: RunManifest, layout: RunLayout, sessions: list[sandbox.ExitInfo],
+            stop_reason: str | None) -> sandbox.ExitInfo:
+    """agent_exit.json: the last session's exit, the whole span, working time; then the trajectory."""
+    last, first = sessions[-1], sessions[0]
+    metering = layout.logs / "metering.jsonl"
+    calls = read_log(metering) if metering.exists() else []
+    wall = sum(s.wall_seconds for s in sessions)
+    summary = last.model_copy(update={"started_at": first.started_at, "wall_seconds": wall})
+    record = summary.model_dump() | {
+        "sessions": [s.model_dump() for s in sessions],
+        "stop_reason": stop_reason,
+        "working_time_s": working_seconds(first.started_at, last.ended_at, calls) if calls else wall,
+    }
+    layout.agent_exit.write_text(json.dumps(record, indent=2))
+    events = build_trajectory(layout.agent_log, manifest.spec.agent.scaffold, metering if calls else None)
+    write_trajectory(events, layout.root / "trajectory.jsonl")
+    redact_files(layout.root, secrets_from_env())
+    return summary

@@ -14,6 +14,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="PostTrainBench: measure how well LLM agents post-train base LLMs.")
 models_app = typer.Typer(no_args_is_help=True, help="Base models and the local model cache.")
 app.add_typer(models_app, name="models")
+agents_app = typer.Typer(no_args_is_help=True, help="The agent CLIs (Claude Code, Codex, Gemini CLI, OpenCode).")
+app.add_typer(agents_app, name="agents")
 console = Console(stderr=True)
 out = Console()
 
@@ -152,6 +154,46 @@ def models_fetch(name: Annotated[str, typer.Argument(help="model id or Hugging F
 
     path = models.fetch(get_model(name))
     out.print(str(path))
+
+
+@agents_app.command("install")
+def agents_install(names: Annotated[list[str] | None, typer.Argument(help="claude, codex, gemini, opencode")] = None
+                   ) -> None:
+    """Install the agent CLIs from npm at their pinned versions."""
+    from posttrainbench.agents.install import install_agents
+
+    for name, installed in install_agents(names or None).items():
+        out.print(f"{name} {installed}")
+
+
+@app.command()
+def scores(
+    by: Annotated[str, typer.Option(help="agent, benchmark, model or run")] = "agent",
+    published: Annotated[bool, typer.Option(help="first store the published base/instruct baselines")] = False,
+) -> None:
+    """Leaderboard numbers: weighted averages, gap-normalised scores, mean ± std over seeds, time and cost."""
+    from posttrainbench.scoring import import_published_baselines, scores_table
+
+    store = _store()
+    if published:
+        import_published_baselines(store)
+    out.print(scores_table(store, by=by))
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Option(help="folder for the static site")] = Path("ptb-report"),
+    open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+) -> None:
+    """Build the static HTML leaderboard with charts, per-run pages and CSV/JSON exports."""
+    import webbrowser
+
+    from posttrainbench.report import build_report
+
+    index = build_report(_store(), out_dir)
+    out.print(str(index))
+    if open_:
+        webbrowser.open(index.resolve().as_uri())
 
 
 def _spec(cls, **fields):
