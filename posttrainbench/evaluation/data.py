@@ -133,7 +133,9 @@ def _fetch_url(entry: DataFile, tmp: Path, what: str) -> Path:
         with urllib.request.urlopen(entry.url, timeout=60) as response, out.open("wb") as f:
             shutil.copyfileobj(response, f)
     except OSError as exc:
-        raise PtbError(f"{what}: cannot download {entry.url} ({exc}); set PTB_DATA_DIR to a data mirror instead") from None
+        raise PtbError(
+            f"{what}: cannot download {entry.url} ({exc}); set PTB_DATA_DIR to a data mirror instead"
+        ) from None
     return out
 
 

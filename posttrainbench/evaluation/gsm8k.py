@@ -20,6 +20,7 @@ from posttrainbench.evaluation.data import read_jsonl
 FEWSHOT = 10
 FEWSHOT_SEED = 42
 
+# inspect_evals' MATH_PROMPT_TEMPLATE, verbatim.
 PROMPT = """
 Solve the following math problem step by step. The last line of your response should be of the form "ANSWER: $ANSWER" (without quotes) where $ANSWER is the answer to the problem.
 

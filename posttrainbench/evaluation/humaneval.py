@@ -124,7 +124,7 @@ def candidate_program(prompt: str, code: str, entry_point: str, requests: int, r
     return "\n".join([
         _limits(", (_ptb_resource.RLIMIT_NPROC, 0)"),
         Path(humaneval_rpc.__file__).read_text(),
-        f"_ptb_namespace = {{'__name__': '__main__', '__builtins__': __builtins__}}",
+        "_ptb_namespace = {'__name__': '__main__', '__builtins__': __builtins__}",
         f"exec(compile({source!r}, 'solution.py', 'exec'), _ptb_namespace)",
         f"serve(_ptb_namespace, {entry_point!r}, {requests}, {replies})",
     ])

@@ -174,7 +174,7 @@ def evaluate(
         )
         if error is None:
             break
-        print(f"evaluation with max_tokens={budget} failed: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+        print(f"evaluation with max_tokens={budget} failed: {(error.splitlines() or [''])[0]}", file=sys.stderr)
     else:
         (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
         raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times; see {out_dir}/logs")
@@ -200,9 +200,20 @@ def evaluate(
     return metrics
 
 
-def _run_inspect(module, ctx: EvalContext, view: Path, template: ChatTemplate, gen: Generation, backend: str, device: str,
-                 limit: int | None, max_connections: int | None, gpu_memory_utilization: float | None,
-                 stops: list[int], out_dir: Path):
+def _run_inspect(
+    module,
+    ctx: EvalContext,
+    view: Path,
+    template: ChatTemplate,
+    gen: Generation,
+    backend: str,
+    device: str,
+    limit: int | None,
+    max_connections: int | None,
+    gpu_memory_utilization: float | None,
+    stops: list[int],
+    out_dir: Path,
+):
     import inspect_ai
 
     task = module.build_task(ctx)
