@@ -1,0 +1,128 @@
+import textwrap
+
+import pytest
+
+from posttrainbench.errors import PtbError
+from posttrainbench.specs.grid import expand, load_grid
+
+
+def _write(tmp_path, text: str, name: str = "grid.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+GOOD = """
+agents:
+  - scaffold: claude
+    model: claude-opus-4-6
+    effort: high
+  - label: script
+    scaffold: command
+    command: python -c 'print("hi there")'
+models: [qwen3-1.7b-base, Qwen/Qwen3-4B-Base]
+benchmarks: [gsm8k, humaneval]
+seeds: 3
+hours: 5
+gpus: 2
+retry: {attempts: 4, backoff_s: 10}
+"""
+
+
+def test_expand_is_the_cartesian_product_with_stable_keys(tmp_path):
+    grid = load_grid(_write(tmp_path, GOOD, "paper.yaml"))
+    assert grid.name == "paper"
+    cells = expand(grid)
+    assert len(cells) == 2 * 2 * 2 * 3
+    assert len({c.key for c in cells}) == len(cells)
+    first = cells[0]
+    assert first.key == "claude:claude-opus-4-6@high/qwen3-1.7b-base/gsm8k/0"
+    assert (first.spec.hours, first.spec.gpus, first.spec.agent.effort) == (5, 2, "high")
+    # A Hugging Face id is stored as the catalog id; a command string is split like a shell would.
+    assert {c.spec.model for c in cells} == {"qwen3-1.7b-base", "qwen3-4b-base"}
+    script = next(c for c in cells if c.agent == "script")
+    assert script.spec.agent.command == ["python", "-c", 'print("hi there")']
+    assert script.key.startswith("script/")
+    # Keys depend only on agent, model, benchmark and seed: a longer budget keeps them, but not the spec hash.
+    longer = load_grid(_write(tmp_path, GOOD.replace("hours: 5", "hours: 10"), "paper.yaml"))
+    assert [c.key for c in expand(longer)] == [c.key for c in cells]
+    assert expand(longer)[0].spec_hash != first.spec_hash
+    assert grid.retry.delay(1) == 10 and grid.retry.delay(3) == 40
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("""
+     agents:
+       - scaffold: claude
+         modle: claude-opus-4-6
+     models: [qwen3-1.7b-base]
+     benchmarks: [gsm8k]
+     """, "grid.yaml:3: agents[0].modle: unknown field"),
+    ("""
+     agents: [{scaffold: reference}]
+     models:
+       - qwen3-1.7b-base
+       - qwen9
+     benchmarks: [gsm8k]
+     """, "grid.yaml:4: models[1]: unknown model 'qwen9'"),
+    ("""
+     agents: [{scaffold: reference}]
+     models: [qwen3-1.7b-base]
+     benchmarks: [gsm8k]
+     hours: 0
+     """, "grid.yaml:4: hours: Input should be greater than 0"),
+    ("""
+     agents:
+       - scaffold: reference
+       - scaffold: command
+     models: [qwen3-1.7b-base]
+     benchmarks: [gsm8k]
+     """, "grid.yaml:3: agents[1]: a `command` agent needs a command"),
+    ("""
+     agents:
+       - {scaffold: command, command: /bin/a}
+       - {scaffold: command, command: /bin/b}
+     models: [qwen3-1.7b-base]
+     benchmarks: [gsm8k]
+     """, "grid.yaml:3: agents[1]: agent key 'command' repeats agents[0] (give the agents distinct `label`s)"),
+    ("""
+     agents: [{scaffold: reference}]
+     models: [qwen3-1.7b-base]
+     benchmarks: [gsm8k, gsm8k]
+     """, "grid.yaml:3: benchmarks[1]: 'gsm8k' repeats benchmarks[0]"),
+    ("""
+     agents: [{scaffold: reference}]
+     benchmarks: [gsm8k]
+     retry:
+       attempts: 0
+     """, "grid.yaml:1: models: Field required"),
+    ("""
+     agents: [{scaffold: reference}
+     models: [x]
+     """, "grid.yaml:2: invalid YAML"),
+])
+def test_errors_name_the_line(tmp_path, text, expected):
+    with pytest.raises(PtbError) as error:
+        load_grid(_write(tmp_path, text))
+    assert str(error.value).startswith(str(tmp_path / expected.split(":")[0]) + ":")
+    assert expected.split(":", 1)[1] in str(error.value)
+
+
+def test_all_errors_are_reported(tmp_path):
+    text = """
+    agents:
+      - scaffold: nobody
+    models: [qwen3-1.7b-base]
+    benchmarks: [gsm8k, nope]
+    gpus: -1
+    """
+    with pytest.raises(PtbError) as error:
+        load_grid(_write(tmp_path, text))
+    lines = str(error.value).splitlines()
+    assert [line.split(":")[1] for line in lines] == ["2", "4", "5"]
+
+
+def test_name_must_be_usable_as_a_folder(tmp_path):
+    with pytest.raises(PtbError, match=r"grid.yaml:1: name: String should match pattern"):
+        load_grid(_write(tmp_path, "name: ../x\nagents: [{scaffold: reference}]\nmodels: [qwen3-1.7b-base]\n"
+                                   "benchmarks: [gsm8k]\n"))
