@@ -4,6 +4,7 @@ after the harness died, and one run per cell whatever happens. Fast: no model, n
 import fcntl
 import itertools
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,10 +14,12 @@ import yaml
 from posttrainbench import paths
 from posttrainbench.errors import PtbError
 from posttrainbench.executors import grid as grid_module
+from posttrainbench.executors import local as local_module
 from posttrainbench.executors.failures import classify
 from posttrainbench.executors.grid import grid_status, list_grids, resume_grid, run_grid
-from posttrainbench.executors.local import Ended
+from posttrainbench.executors.local import Ended, LocalExecutor
 from posttrainbench.executors.pipeline import STAGES
+from posttrainbench.executors.scheduler import Job
 from posttrainbench.executors.slurm import copy_run, job_script
 from posttrainbench.executors.worker import reset_from
 from posttrainbench.specs.grid import load_grid
@@ -332,12 +335,12 @@ def test_slurm_job_script_and_store_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("PTB_DATA_DIR", "/data dir")
     grid = load_grid(grid_file(tmp_path, ["a"]))
     grid.slurm.partition, grid.slurm.setup = "gpu", ["module load cuda"]
-    script = job_script(grid, tmp_path / "run1", gpus=2)
+    script = job_script(grid, tmp_path / "run1", gpus=2, hours=0.05)
     assert "#SBATCH --gres=gpu:2\n" in script and "#SBATCH --partition=gpu\n" in script
     assert "#SBATCH --time=123\n" in script  # 0.05 h budget + 2 h margin, in minutes, rounded up
     assert "export PTB_DATA_DIR='/data dir'\n" in script and "\nmodule load cuda\n" in script
     assert script.rstrip().endswith(f"--store {tmp_path / 'run1' / 'run.sqlite'}")
-    assert "--gres" not in job_script(grid, tmp_path / "run1", gpus=0)
+    assert "--gres" not in job_script(grid, tmp_path / "run1", gpus=0, hours=1)
 
     main = Store(tmp_path / "main.sqlite")
     run_id = _run(main, tmp_path)
@@ -351,3 +354,36 @@ def test_slurm_job_script_and_store_round_trip(tmp_path, monkeypatch):
     assert (row.status, row.score) == ("done", 0.75)
     assert [s["status"] for s in main.stages(run_id)] == ["done"] * len(STAGES)
     assert main.metrics(run_id) == {"final": {"accuracy": 0.75}}
+
+
+def test_local_executor_pins_gpus_and_never_shares_one(tmp_path, monkeypatch):
+    launched = {}
+
+    class FakeProcess:
+        def __init__(self, argv, env, **kwargs):
+            self.argv, self.env, self.code = argv, env, None
+            launched[Path(argv[3]).name] = self
+
+        def poll(self):
+            return self.code
+
+    monkeypatch.setattr(local_module.subprocess, "Popen", FakeProcess)
+    executor = LocalExecutor(tmp_path / "s.sqlite", gpus=[0, 1, 2, 3], cpu_slots=1)
+
+    def prepare(key):
+        (tmp_path / key).mkdir(exist_ok=True)
+        return tmp_path / key
+
+    jobs = [Job("a", 1, 10), Job("wide", 2, 5), Job("b", 1, 1), Job("c", 1, 1), Job("cpu", 0, 3), Job("cpu2", 0, 3)]
+    started = executor.start(jobs, prepare)
+    assert [(key, where) for key, where, _ in started] == [
+        ("wide", "GPUs 0,1"), ("a", "GPUs 2"), ("b", "GPUs 3"), ("cpu", "CPU")]
+    assert {k: p.env["CUDA_VISIBLE_DEVICES"] for k, p in launched.items()} == {
+        "wide": "0,1", "a": "2", "b": "3", "cpu": ""}
+    assert launched["a"].argv[-2:] == ["--parent", str(os.getpid())]
+    assert executor.start([Job("c", 1, 1), Job("cpu2", 0, 3)], prepare) == []  # all GPUs and the CPU slot busy
+    launched["a"].code = 0
+    assert executor.poll() == [Ended("a", "worker exit code 0")]
+    assert [(key, where) for key, where, _ in executor.start([Job("c", 1, 1)], prepare)] == [("c", "GPUs 2")]
+    with pytest.raises(PtbError, match="needs 5 GPUs but this machine offers GPUs 0, 1, 2, 3"):
+        executor.check(5)

@@ -20,6 +20,9 @@ agents:
   - label: script
     scaffold: command
     command: python -c 'print("hi there")'
+  - scaffold: reference
+    hours: 1
+    gpus: 0
 models: [qwen3-1.7b-base, Qwen/Qwen3-4B-Base]
 benchmarks: [gsm8k, humaneval]
 seeds: 3
@@ -33,7 +36,7 @@ def test_expand_is_the_cartesian_product_with_stable_keys(tmp_path):
     grid = load_grid(_write(tmp_path, GOOD, "paper.yaml"))
     assert grid.name == "paper"
     cells = expand(grid)
-    assert len(cells) == 2 * 2 * 2 * 3
+    assert len(cells) == 3 * 2 * 2 * 3
     assert len({c.key for c in cells}) == len(cells)
     first = cells[0]
     assert first.key == "claude:claude-opus-4-6@high/qwen3-1.7b-base/gsm8k/0"
@@ -43,6 +46,8 @@ def test_expand_is_the_cartesian_product_with_stable_keys(tmp_path):
     script = next(c for c in cells if c.agent == "script")
     assert script.spec.agent.command == ["python", "-c", 'print("hi there")']
     assert script.key.startswith("script/")
+    quick = next(c for c in cells if c.agent == "reference-1h-0gpu")
+    assert (quick.spec.hours, quick.spec.gpus) == (1, 0)
     # Keys depend only on agent, model, benchmark and seed: a longer budget keeps them, but not the spec hash.
     longer = load_grid(_write(tmp_path, GOOD.replace("hours: 5", "hours: 10"), "paper.yaml"))
     assert [c.key for c in expand(longer)] == [c.key for c in cells]

@@ -12,7 +12,7 @@ from grid_support import EXPECTED, assert_no_shared_gpu, gpu_use, make_stopper, 
 
 from posttrainbench import paths
 from posttrainbench.errors import PtbError
-from posttrainbench.executors.grid import grid_status, resume_grid
+from posttrainbench.executors.grid import grid_status, resume_grid, run_grid
 from posttrainbench.store import Store
 
 pytestmark = pytest.mark.slow
@@ -74,3 +74,17 @@ def test_sigkill_mid_grid_then_resume(tmp_path, stopper):
         old_logs = Path(store.get(after.run_id).run_dir) / "logs" / "attempt-1"
         assert (old_logs / "agent.log").is_file()  # the agent started again in a clean workspace
     assert_no_shared_gpu(gpu_use([Path(r.run_dir) for r in runs]), {"0", "1"})
+
+
+@pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="this machine has an NVIDIA driver")
+def test_no_usable_gpu_is_retried_then_given_up(tmp_path, small_model, shared_data, bwrap):
+    path = tmp_path / "nogpu.yaml"
+    path.write_text("agents: [{scaffold: command, command: 'true'}]\nmodels: [smollm2-135m]\nbenchmarks: [gsm8k]\n"
+                    "hours: 0.05\ngpus: 1\nlimit: 2\nretry: {attempts: 2, backoff_s: 0}\n")
+    (status,) = run_grid(path, gpus=[0], poll_s=0.2)
+    assert (status.state, status.attempts, status.stage) == ("failed", 2, "agent")
+    assert status.reason.startswith("no usable GPU: GPUs [0] requested but /dev/nvidiactl does not exist")
+    assert status.reason.endswith("(gave up after 2 attempts)")
+    (run,) = Store(paths.store_path()).runs()
+    assert run.id == status.run_id
+    assert (Path(run.run_dir) / "logs" / "worker.log").read_text().count("agent: started") == 2

@@ -113,7 +113,7 @@ def _drive(grid: Grid, source: Path | None, *, executor: str, store_path: Path |
         with _locked(folder, grid.name):
             cells.register(grid, plan, runs_dir=folder, source=source)
             runner = _executor(executor, store, grid, gpus, cpu_slots)
-            runner.check(grid.gpus)
+            runner.check(max(cell.spec.gpus for cell in plan))
             cells.set_executor(grid.name, runner.name)
             driver = _Driver(grid, plan, folder, store, cells, runner, console)
             driver.recover(retry_failed)
@@ -158,6 +158,10 @@ class _Driver:
 
     def update(self, key: str, **fields) -> None:
         self.cells.update(self.grid.name, key, **fields)
+
+    def job(self, key: str) -> Job:
+        spec = self.by_key[key].spec
+        return Job(key, spec.gpus, spec.hours)
 
     def recover(self, retry_failed: bool) -> None:
         """Bring the cells in line with what happened while no harness watched them."""
@@ -219,7 +223,7 @@ class _Driver:
         if not ready:
             return
         attempts = {r.cell_key: r.attempts for r in ready}
-        jobs = [Job(r.cell_key, self.grid.gpus, self.grid.hours) for r in ready]
+        jobs = [self.job(r.cell_key) for r in ready]
         for key, placement, job_id in self.runner.start(jobs, self.prepare):
             attempt = attempts[key] + 1
             self.update(key, state="running", attempts=attempt, executor=self.runner.name, job_id=job_id,
@@ -294,7 +298,7 @@ class _Driver:
         return f"{self.grid.name}: " + " · ".join(parts)
 
     def _eta(self, rows: list[CellRow]) -> str:
-        left = [Job(r.cell_key, self.grid.gpus, self.grid.hours) for r in rows if r.state == "waiting"]
+        left = [self.job(r.cell_key) for r in rows if r.state == "waiting"]
         hours = self.runner.eta_hours(left)
         return f"ETA ~{_duration(hours * 3600)}" if hours else ""
 

@@ -57,9 +57,9 @@ def copy_run(store: Store, other: Path, run_id: str, *, into_other: bool) -> Non
         db.execute("DETACH DATABASE job")
 
 
-def job_script(grid: Grid, run_dir: Path, gpus: int) -> str:
+def job_script(grid: Grid, run_dir: Path, gpus: int, hours: float) -> str:
     opts = grid.slurm
-    minutes = max(1, math.ceil((grid.hours + opts.time_margin_hours) * 60))
+    minutes = max(1, math.ceil((hours + opts.time_margin_hours) * 60))
     lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name(grid.name)}", f"#SBATCH --chdir={run_dir}",
              f"#SBATCH --output={run_dir}/logs/slurm-%j.log", f"#SBATCH --time={minutes}"]
     if gpus:
@@ -119,7 +119,7 @@ class SlurmExecutor:
             copy_run(self.store, run_dir / JOB_STORE, run_id, into_other=True)
             script = run_dir / "logs" / "job.sbatch"
             script.parent.mkdir(exist_ok=True)
-            script.write_text(job_script(self.grid, run_dir, job.gpus))
+            script.write_text(job_script(self.grid, run_dir, job.gpus, job.hours))
             out = _run(["sbatch", "--parsable", str(script)])
             if out.returncode != 0:
                 raise PtbError(f"sbatch failed for {job.key}: {(out.stderr or out.stdout).strip()}")
@@ -144,7 +144,10 @@ class SlurmExecutor:
             if (run_dir / JOB_STORE).exists():
                 copy_run(self.store, run_dir / JOB_STORE, run_id, into_other=False)
             del self.jobs[key]
-            ended.append(Ended(key, f"Slurm job {job_id} {final}"))
+            note = f"Slurm job {job_id} {final}"
+            if final != "COMPLETED":
+                note += f"; see {run_dir}/logs/slurm-{job_id}.log"
+            ended.append(Ended(key, note))
         return ended
 
     def running(self) -> set[str]:

@@ -55,6 +55,8 @@ class GridAgent(AgentSpec):
         None, description="argv of a `command` agent: a list, or one shell-quoted string"
     )
     label: str | None = Field(None, pattern=NAME_PATTERN, description="the agent's name in cell keys and tables")
+    hours: float | None = Field(None, gt=0, description="this agent's budget, instead of the grid's")
+    gpus: int | None = Field(None, ge=0, description="this agent's GPUs per run, instead of the grid's")
 
     @model_validator(mode="after")
     def _command_has_argv(self) -> "GridAgent":
@@ -66,10 +68,12 @@ class GridAgent(AgentSpec):
     def key(self) -> str:
         if self.label:
             return self.label
-        return self.name + (f"@{self.effort}" if self.effort else "")
+        key = self.name + (f"@{self.effort}" if self.effort else "")
+        key += f"-{self.hours:g}h" if self.hours is not None else ""
+        return key + (f"-{self.gpus}gpu" if self.gpus is not None else "")
 
     def spec(self) -> AgentSpec:
-        return AgentSpec(**self.model_dump(exclude={"label"}))
+        return AgentSpec(**self.model_dump(exclude={"label", "hours", "gpus"}))
 
 
 class RetryPolicy(BaseModel):
@@ -111,8 +115,8 @@ class Grid(BaseModel):
     models: list[Annotated[str, AfterValidator(_catalog_model)]] = Field(min_length=1)
     benchmarks: list[Annotated[str, AfterValidator(_catalog_benchmark)]] = Field(min_length=1)
     seeds: Annotated[list[int], BeforeValidator(_seed_list)] = Field(default_factory=lambda: [0], min_length=1)
-    hours: float = Field(10.0, gt=0, description="the agent's wall-clock budget")
-    gpus: int = Field(1, ge=0, description="GPUs per run")
+    hours: float = Field(10.0, gt=0, description="the agent's wall-clock budget (an agent may set its own)")
+    gpus: int = Field(1, ge=0, description="GPUs per run (an agent may set its own)")
     sandbox: SandboxKind = "bwrap"
     network: NetworkMode = "open"
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items (tests, demos)")
@@ -144,8 +148,10 @@ def expand(grid: Grid) -> list[Cell]:
         raise PtbError(f"grid {grid.name}: {_dotted(loc)}: {message}")
     cells = []
     for agent, model, benchmark, seed in itertools.product(grid.agents, grid.models, grid.benchmarks, grid.seeds):
-        spec = RunSpec(agent=agent.spec(), model=model, benchmark=benchmark, seed=seed, hours=grid.hours,
-                       gpus=grid.gpus, sandbox=grid.sandbox, network=grid.network, limit=grid.limit)
+        spec = RunSpec(agent=agent.spec(), model=model, benchmark=benchmark, seed=seed,
+                       hours=grid.hours if agent.hours is None else agent.hours,
+                       gpus=grid.gpus if agent.gpus is None else agent.gpus,
+                       sandbox=grid.sandbox, network=grid.network, limit=grid.limit)
         cells.append(Cell(key=f"{agent.key}/{model}/{benchmark}/{seed}", agent=agent.key, spec=spec))
     return cells
 
