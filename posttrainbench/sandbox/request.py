@@ -42,7 +42,7 @@ class SandboxRequest:
 
 
 class ExitInfo(BaseModel):
-    status: Literal["finished", "timed_out", "crashed", "failed_to_start"]
+    status: Literal["finished", "timed_out", "crashed", "failed_to_start", "stopped"]  # stopped: by run(stop=...)
     returncode: int | None  # shell encoding: 128+n when killed by signal n
     wall_seconds: float
     started_at: str  # ISO 8601 UTC

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from posttrainbench.sandbox.request import ExitInfo, SandboxRequest
 
 log = logging.getLogger(__name__)
 
+STOP_POLL_S = 0.5
 _MAX_LINE = 1 << 16  # longer lines are split, so a newline-free flood cannot exhaust memory
 
 
@@ -31,11 +33,14 @@ def run(
     time_limit_s: float,
     log_path: Path,
     grace_s: float = 30.0,
+    stop: Callable[[], str | None] | None = None,
 ) -> ExitInfo:
     """Run `request`, appending its merged stdout/stderr to `log_path` as `[UTC time] line`.
 
     At `time_limit_s` every process of the sandbox gets SIGTERM, and SIGKILL `grace_s` later. If the harness is
     interrupted (KeyboardInterrupt, SIGTERM, any exception) the sandbox is killed before the exception propagates.
+    `stop`, polled every STOP_POLL_S, returns a reason when the run must end early (a dead egress proxy): the
+    sandbox is then ended the same way and the status is `stopped`.
     """
     request.validate()
     if time_limit_s <= 0 or grace_s < 0:
@@ -64,15 +69,16 @@ def run(
             detail=f"could not start {job.argv[0]}: {error}",
         )
     pump = _LogPump(job.proc.stdout, log_file)
-    killed = None  # set when the clock ran out: whether SIGKILL was needed after the grace
+    killed = None  # set when the clock ran out or `stop` fired: whether SIGKILL was needed after the grace
+    stopped = None
     try:
         with _sigterm_raises():
-            try:
-                job.proc.wait(timeout=time_limit_s)
-            except subprocess.TimeoutExpired:
-                killed = job.stop(grace_s)
-            else:
+            outcome = _wait(job.proc, start + time_limit_s, stop)
+            if outcome is None:
                 job.stop(0)  # what the agent left running in the background (only the none backend can have any)
+            else:
+                stopped = outcome or None
+                killed = job.stop(grace_s)
     except BaseException as error:
         job.stop(0)
         pump.finish()
@@ -85,7 +91,11 @@ def run(
     job.close()
     wall = round(time.monotonic() - start, 3)
     returncode = job.returncode()
-    if killed is not None:
+    if stopped is not None:
+        status = "stopped"
+        ending = f"SIGKILL after {grace_s:g} s grace" if killed else "it ended within the grace"
+        detail = f"stopped by the harness: {stopped}; sent SIGTERM, {ending}"
+    elif killed is not None:
         status = "timed_out"
         ending = f"SIGKILL after {grace_s:g} s grace" if killed else "it ended within the grace"
         detail = f"time limit of {time_limit_s:g} s reached: sent SIGTERM, {ending}"
@@ -106,6 +116,23 @@ def run(
         ended_at=_utc_now(),
         detail=job.label(detail),
     )
+
+
+def _wait(proc: subprocess.Popen, deadline: float, stop: Callable[[], str | None] | None) -> str | None:
+    """Wait for the process until the monotonic `deadline` or until `stop()` gives a reason.
+
+    Returns None if it ended, "" at the deadline, else the stop reason."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None if proc.poll() is not None else ""
+        try:
+            proc.wait(timeout=left if stop is None else min(left, STOP_POLL_S))
+            return None
+        except subprocess.TimeoutExpired:
+            reason = stop() if stop is not None else None
+            if reason:
+                return reason
 
 
 class _BwrapJob:

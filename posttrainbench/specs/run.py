@@ -7,7 +7,9 @@ from pydantic import BaseModel, Field, field_validator
 from posttrainbench.specs.agents import AgentSpec
 
 SandboxKind = Literal["bwrap", "none"]
-NetworkMode = Literal["open", "offline"]
+# open: the host's network (as the original); proxied: only through the logging, deny-listing egress proxy;
+# offline: none at all.
+NetworkMode = Literal["open", "proxied", "offline"]
 
 
 class RunSpec(BaseModel):
@@ -18,7 +20,7 @@ class RunSpec(BaseModel):
     hours: float = Field(10.0, description="wall-clock budget of the agent")
     gpus: int = Field(1, ge=0)
     sandbox: SandboxKind = "bwrap"
-    network: NetworkMode = "open"
+    network: NetworkMode = "proxied"
     limit: int | None = Field(None, description="evaluate only the first N items (tests, demos)")
 
     @field_validator("hours")
