@@ -174,6 +174,12 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
         # The proxy may still be starting: the relay's connection waits for it.
         "curl -sS -f https://huggingface.co/Qwen/Qwen3-1.7B-Base/resolve/main/config.json -o config.json",
         "echo CONFIG=$(sha256sum config.json | cut -c1-64)",
+        # Clients that know only the system's CA store trust the proxy too.
+        "env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS -f -o /dev/null "
+        "https://huggingface.co/Qwen/Qwen3-1.7B-Base/resolve/main/config.json; echo SYSTEM_STORE=$?",
+        # One that brings its own CA list refuses the proxy's certificate, and the proxy says so in the log.
+        "curl -sS -o /dev/null --cacert \"$(python -c 'import certifi; print(certifi.where())')\" "
+        "https://huggingface.co/Qwen/Qwen3-1.7B-Base/resolve/main/config.json; echo OWN_CAS=$?",
         _python("""
             import hashlib
             from huggingface_hub import hf_hub_download
@@ -219,6 +225,7 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
     assert values["CONFIG"] == hashlib.sha256(config).hexdigest()
     assert values["WEIGHTS"] == hashlib.sha256(WEIGHTS).hexdigest()
     assert values["TRAIN"] == "PAR1 train rows"
+    assert values["SYSTEM_STORE"] == "0" and values["OWN_CAS"] != "0"
     records = _records(tmp_path)
     hashed = {(r["host"], r.get("file")): r for r in records if r.get("sha256")}
     weights = hashed[("cdn-lfs.hf.co", "model.safetensors")]
@@ -233,6 +240,8 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
     assert "no allowed hub request redirected to" in values["CDN"] and values["CDN"].endswith(" 403")
     assert "Tunnel connection failed: 403 blocked by PostTrainBench egress policy: api.openai.com is an LLM API" \
         in values["LLM"]
+    [refused] = [r for r in records if r["method"] == "TLS"]
+    assert refused["host"] == "huggingface.co" and "rejected the proxy's certificate" in refused["error"]
     denied = {(r["host"], r.get("path")): r for r in records if r["allowed"] is False}
     assert denied[("huggingface.co", "/Qwen/Qwen3-1.7B/resolve/main/config.json")]["rule"] == "hub-model"
     assert denied[("huggingface.co", "/datasets/openai/gsm8k/resolve/main/main/test-00000-of-00001.parquet")]
@@ -316,6 +325,6 @@ def test_proxy_failing_at_startup_is_reported(hub, tmp_path):
     # The log path is a directory: mitmdump cannot open it and must exit rather than run without its policy.
     (tmp_path / "egress.jsonl").mkdir()
     with _egress("proxied", tmp_path, hub) as session:
-        with pytest.raises(PtbError, match="egress proxy died: mitmdump exited with code 1"):
+        with pytest.raises(PtbError, match=r"egress proxy died: mitmdump exited with code 1 \(IsADirectoryError: "):
             session.proxy.wait_ready()
         assert not session.alive()

@@ -82,11 +82,12 @@ class EgressAddon:
             logging.error("ptb egress addon: ptb_policy and ptb_log are required")
 
     def done(self) -> None:
+        configured = self.decider is not None and self.log is not None
         if self.log is not None:
             self.log.close()
         # Nothing after this needs saving, and the interpreter's own teardown would add most of a second to
         # every run's shutdown.
-        os._exit(0)
+        os._exit(0 if configured else 1)
 
     # -- connections ----------------------------------------------------------------------------------------------
 
@@ -112,7 +113,7 @@ class EgressAddon:
             self._write(flow, flow.metadata.get("ptb_verdict"), error=body.strip()[:300] or "CONNECT failed")
 
     def tls_failed_client(self, data) -> None:
-        host = data.context.client.sni or (data.context.server.address or ("?",))[0]
+        host = self.tunnels.get(data.context.client.id, (data.context.client.sni or "?",))[0]
         self._line({"ts": _now(), "method": "TLS", "host": host, "status": None, "allowed": True,
                     "rule": "tls", "error": f"the client rejected the proxy's certificate: {data.conn.error}"})
 

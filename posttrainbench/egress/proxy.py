@@ -11,6 +11,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -265,4 +266,6 @@ def _last_line(path: Path) -> str:
             lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    return lines[-1][:300] if lines else ""
+    # A traceback's last line says more than mitmdump's closing "Error logged during startup, exiting...".
+    errors = [line for line in lines if re.match(r"[\w.]*(Error|Exception): ", line)]
+    return (errors or lines or [""])[-1][:300]
