@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from posttrainbench.errors import PtbError
 from posttrainbench.specs.grid import Cell, Grid
@@ -117,8 +117,18 @@ class Cells:
             known = ", ".join(g.name for g in self.grids()) or "none yet"
             raise PtbError(f"no grid '{name}' in the store {self.store.path} (grids: {known})")
         data = dict(row)
-        data["grid"] = Grid.model_validate(json.loads(data["grid"]))
+        try:
+            data["grid"] = Grid.model_validate(json.loads(data["grid"]))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise PtbError(f"the stored grid {name} no longer validates ({where}: {first['msg']}); "
+                           "run its grid file again") from None
         return GridInfo(**data)
+
+    def runs_dir(self, name: str) -> Path | None:
+        row = self.db.execute("SELECT runs_dir FROM grids WHERE name=?", (name,)).fetchone()
+        return Path(row["runs_dir"]) if row else None
 
     def grids(self) -> list[GridInfo]:
         names = [r["name"] for r in self.db.execute("SELECT name FROM grids ORDER BY created_at, name")]

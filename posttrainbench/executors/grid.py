@@ -105,10 +105,10 @@ def _drive(grid: Grid, source: Path | None, *, executor: str, store_path: Path |
     console = console or Console(stderr=True)
     with _open_store(store_path) as store:
         cells = Cells(store)
-        registered = {g.name: g for g in cells.grids()}.get(grid.name)
-        if registered and runs_dir and Path(registered.runs_dir) != Path(runs_dir).resolve():
-            raise PtbError(f"grid {grid.name} keeps its runs in {registered.runs_dir}, not {runs_dir}")
-        folder = Path(registered.runs_dir if registered else runs_dir or paths.runs_dir() / grid.name).resolve()
+        registered = cells.runs_dir(grid.name)
+        if registered and runs_dir and registered != Path(runs_dir).resolve():
+            raise PtbError(f"grid {grid.name} keeps its runs in {registered}, not {runs_dir}")
+        folder = (registered or runs_dir or paths.runs_dir() / grid.name).resolve()
         plan = expand(grid)
         with _locked(folder, grid.name):
             cells.register(grid, plan, runs_dir=folder, source=source)
@@ -285,7 +285,9 @@ class _Driver:
                 row = self.cells.get(self.grid.name, key)
                 self.update(key, state="waiting", attempts=max(0, row.attempts - 1),
                             reason="interrupted: the harness stopped")
-            self.log(f"stopped; `ptb grid resume {self.grid.name}` continues")
+            going = sum(1 for r in self.rows() if r.state == "running")
+            self.log(f"stopped{f'; {going} jobs go on without the harness' if going else ''}; "
+                     f"`ptb grid resume {self.grid.name}` continues")
             raise
         done = sum(1 for r in self.rows() if r.state == "done")
         self.log(f"finished: {done} of {total} cells done, {total - done} failed")
