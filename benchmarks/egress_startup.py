@@ -55,8 +55,9 @@ def first_request(folder: Path) -> float:
     model, benchmark = get_model("qwen3-1.7b-base"), get_benchmark("gsm8k")
     with start_egress("proxied", folder, base_model=model, benchmark=benchmark, backend="none") as session:
         started = time.monotonic()
-        status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_connect}", "-x", session.env["https_proxy"],
-                                 "https://api.openai.com/"], capture_output=True, text=True, check=False).stdout
+        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_connect}", "-x", session.env["https_proxy"],
+                "https://api.openai.com/"]
+        status = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
         if status != "403":
             raise SystemExit(f"expected the proxy's 403, got {status!r}")
         return time.monotonic() - started

@@ -196,3 +196,14 @@ def test_summary_counts_hosts_denials_and_downloads(tmp_path):
                                      "status": 200, "repo": "models/x/y", "file": "a", "bytes_in": 10,
                                      "sha256": "ab" * 32}]
     assert summarize_egress(tmp_path / "nothing") is None
+
+
+def test_private_destinations_are_refused_after_lookup():
+    d = decider()
+    for address in ("127.0.0.1", "169.254.169.254", "10.1.2.3", "192.168.0.7", "::1", "fd00::1", "100.64.0.1"):
+        verdict = d.destination("internal.example", ["93.184.215.14", address])
+        assert not verdict.allowed and address in verdict.reason
+    assert d.destination("example.org", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]).allowed
+    mirror = decider("gsm8k", "qwen3-1.7b-base", {"private_hosts": ["*.mirror.internal"]})
+    assert mirror.destination("pypi.mirror.internal", ["10.0.0.5"]).allowed
+    assert not mirror.destination("other.internal", ["10.0.0.5"]).allowed

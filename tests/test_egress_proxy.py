@@ -204,6 +204,10 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
                 print("LLM=" + str(error))
         """),
         "curl -sS --noproxy '*' https://huggingface.co/ -o /dev/null; echo NOPROXY=$?",
+        # Through the proxy, names of the host's own or private addresses lead nowhere either.
+        # (--noproxy '': localhost is in no_proxy, where it means the sandbox's own loopback.)
+        f"echo LOCAL_TLS=$(curl -sS --noproxy '' -o /dev/null -w '%{{http_connect}}' https://localhost:{hub.port}/)",
+        f"echo LOCAL_HTTP=$(curl -sS --noproxy '' -w ' %{{http_code}}' http://localhost:{hub.port}/v1/models)",
         _python(f"""
             import socket
             try:
@@ -251,8 +255,12 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
 
     # No way around the proxy: no DNS, no route to the host's loopback.
     assert values["NOPROXY"] != "0"
+    assert values["LOCAL_TLS"] == "403"
+    assert "localhost resolves to 127.0.0.1, a local or private address" in values["LOCAL_HTTP"]
+    assert [r["rule"] for r in records if r["host"] == "localhost"] == ["private-address"] * 2
     assert values["DIRECT"] in ("ConnectionRefusedError", "OSError", "TimeoutError")
 
+    assert json.loads((tmp_path / "egress_policy.json").read_text())["hub"]["instruct_twin"] == "Qwen/Qwen3-1.7B"
     summary = summarize_egress(tmp_path)
     assert summary["denied_count"] == len(denied) >= 4
     assert {d["sha256"] for d in summary["downloads"]} >= {values["WEIGHTS"], values["CONFIG"]}

@@ -72,6 +72,8 @@ class Decider:
         ]
         self.llm_hosts = [h.lower() for h in compiled["llm_api_hosts"]]
         self.deny_ip_literals = bool(compiled.get("deny_ip_literals", True))
+        self.deny_private_addresses = bool(compiled.get("deny_private_addresses", True))
+        self.private_hosts = [h.lower() for h in compiled.get("private_hosts", [])]
         hub = compiled["hub"]
         self.hub_hosts = {h.lower() for h in hub["hosts"]}
         self.storage_hosts = [h.lower() for h in hub["storage_hosts"]]
@@ -79,7 +81,9 @@ class Decider:
         self.models = {m.lower() for m in hub["models"]}
         self.base_model = hub["base_model"]
         self.instruct_twin = (hub.get("instruct_twin") or "").lower()
-        self.datasets = [_RepoRule(d["repo"].lower(), _regex(d.get("files")), d["reason"]) for d in compiled["datasets"]]
+        self.datasets = [
+            _RepoRule(d["repo"].lower(), _regex(d.get("files")), d["reason"]) for d in compiled["datasets"]
+        ]
         self.github = [_RepoRule(g["repo"].lower(), _regex(g.get("path")), g["reason"]) for g in compiled["github"]]
         self.packages = {_normalize_package(p["name"]): p["reason"] for p in compiled["packages"]}
         self.hash_suffixes = tuple(s.lower() for s in compiled["hash_suffixes"])
@@ -124,6 +128,17 @@ class Decider:
         if host in PYPI_HOSTS:
             return self._pypi(host, path)
         return Verdict(True, "default", hashed=self._suffix(path))
+
+    def destination(self, host: str, addresses: list[str]) -> Verdict:
+        """After the proxy's DNS lookup: a name leading to the host's own or a private network (the harness's
+        services, cloud metadata, the cluster) is refused unless listed in private_hosts."""
+        host = _host(host)
+        if self.deny_private_addresses and not any(_host_match(host, p) for p in self.private_hosts):
+            for address in addresses:
+                if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+                    return Verdict(False, "private-address", f"{host} resolves to {address}, a local or private "
+                                   "address")
+        return Verdict(True, "destination")
 
     def approve_redirect(self, location: str, from_host: str, verdict: Verdict) -> None:
         """An allowed hub request redirected to `location`: a storage URL there becomes fetchable once."""

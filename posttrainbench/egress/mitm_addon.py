@@ -8,11 +8,13 @@ Every flow ends as one JSON line in the log: the request, the verdict (rule and 
 and the sha256 of model and data files. Bodies are streamed through and hashed on the fly, never kept in memory.
 """
 
+import asyncio
 import hashlib
 import importlib.util
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from datetime import datetime, timezone
@@ -60,6 +62,8 @@ class EgressAddon:
         self.resolve: dict[str, tuple[str, int]] = {}
         # CONNECT target of each client connection: requests inside a tunnel carry the address connected to.
         self.tunnels: dict[str, tuple[str, int]] = {}
+        # Connections refused after DNS (a private address), by client connection: answered and logged as denials.
+        self.refused: dict[str, object] = {}
 
     def load(self, loader) -> None:
         loader.add_option("ptb_policy", str, "", "compiled egress policy (JSON file)")
@@ -91,13 +95,36 @@ class EgressAddon:
 
     # -- connections ----------------------------------------------------------------------------------------------
 
-    def server_connect(self, data) -> None:
-        address = data.server.address
-        if address and address[0].lower() in self.resolve:
-            data.server.address = self.resolve[address[0].lower()]
+    async def server_connect(self, data) -> None:
+        if not data.server.address:
+            return
+        host, port = data.server.address
+        if host.lower() in self.resolve:
+            data.server.address = self.resolve[host.lower()]
+            return
+        if not self.enforce:
+            return
+        verdict, addresses = await self._destination(host, port)
+        if verdict is None:
+            return  # the lookup failed: mitmproxy's own connection attempt reports it
+        if verdict.allowed:
+            # Connect to the address just checked, not to what a second lookup might return.
+            data.server.address = (addresses[0], port)
+        else:
+            self.refused[data.client.id] = verdict
+            data.server.error = verdict.reason
+
+    async def _destination(self, host: str, port: int):
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return None, []
+        addresses = sorted({info[4][0] for info in found}, key=lambda address: ":" in address)  # IPv4 first
+        return self._guarded(lambda: self.decider.destination(host, addresses)), addresses
 
     def client_disconnected(self, client) -> None:
         self.tunnels.pop(client.id, None)
+        self.refused.pop(client.id, None)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         self.tunnels[flow.client_conn.id] = (flow.request.host, flow.request.port)
@@ -108,6 +135,11 @@ class EgressAddon:
             self._write(flow, verdict)
 
     def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        refused = self.refused.pop(flow.client_conn.id, None)
+        if refused is not None:
+            flow.response = _blocked(refused)  # sent after this hook, instead of mitmproxy's 502
+            self._write(flow, refused)
+            return
         if not flow.metadata.get("ptb_logged"):
             body = flow.response.get_text(strict=False) if flow.response else ""
             self._write(flow, flow.metadata.get("ptb_verdict"), error=body.strip()[:300] or "CONNECT failed")
@@ -119,10 +151,17 @@ class EgressAddon:
 
     # -- requests -------------------------------------------------------------------------------------------------
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         request = flow.request
         flow.metadata["ptb_started"] = time.monotonic()
         verdict = self._guarded(lambda: self._decide(flow))
+        outside_tunnel = flow.client_conn.id not in self.tunnels
+        if self.enforce and verdict.allowed and outside_tunnel and request.host.lower() not in self.resolve:
+            # Plain HTTP: refuse a private destination here, with a 403 like every other denial (server_connect
+            # would refuse it too, as a bare connection error).
+            checked, _ = await self._destination(request.host, request.port)
+            if checked is not None and not checked.allowed:
+                verdict = checked
         flow.metadata["ptb_verdict"] = verdict
         if self.enforce and not verdict.allowed:
             flow.response = _blocked(verdict)
@@ -156,8 +195,9 @@ class EgressAddon:
         self._write(flow, verdict)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        refused = self.refused.pop(flow.client_conn.id, None)
         if not flow.metadata.get("ptb_logged"):
-            self._write(flow, flow.metadata.get("ptb_verdict"), error=str(flow.error))
+            self._write(flow, refused or flow.metadata.get("ptb_verdict"), error=str(flow.error))
 
     # -- helpers --------------------------------------------------------------------------------------------------
 

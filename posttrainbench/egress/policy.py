@@ -69,6 +69,8 @@ class HubPolicy(_Strict):
 class EgressPolicy(_Strict):
     llm_api_hosts: list[str]
     deny_ip_literals: bool = True
+    deny_private_addresses: bool = True
+    private_hosts: list[str] = []  # globs of names allowed to resolve to private addresses (internal mirrors)
     hub: HubPolicy
     github: list[GithubRule] = []
     rules: list[UrlRule] = []
@@ -142,6 +144,8 @@ def compile_policy(
         "rules": rules,
         "llm_api_hosts": policy.llm_api_hosts,
         "deny_ip_literals": policy.deny_ip_literals,
+        "deny_private_addresses": policy.deny_private_addresses,
+        "private_hosts": policy.private_hosts,
         "hub": {
             "hosts": policy.hub.hosts,
             "storage_hosts": policy.hub.storage_hosts,

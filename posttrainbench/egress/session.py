@@ -10,6 +10,7 @@
 The LLM metering proxy (egress/link.py) is separate and stays direct: its relay address is in `no_proxy`.
 """
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from posttrainbench.sandbox import Mount
 from posttrainbench.specs import BenchmarkSpec, ModelSpec
 
 EGRESS_LOG = "egress.jsonl"
+POLICY_RECORD = "egress_policy.json"
 CONSOLE_LOG = "logs/egress_proxy.log"
 SOCKET_INSIDE = "/run/ptb/egress.sock"
 CA_INSIDE = "/run/ptb/egress-ca.pem"
@@ -103,6 +105,8 @@ def start_egress(
     if mode not in ("open", "proxied"):
         raise PtbError(f"unknown network mode {mode!r} (open, proxied or offline)")
     compiled = compile_policy(policy or load_policy(), mode=mode, base_model=base_model, benchmark=benchmark)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / POLICY_RECORD).write_text(json.dumps(compiled, indent=1))  # what this run was held to
     relayed = mode == "proxied" and backend != "none"
     # A unix socket path must stay under ~107 bytes, which run directories can exceed.
     state = Path(tempfile.mkdtemp(prefix="ptb-egress-"))
