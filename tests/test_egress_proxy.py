@@ -220,6 +220,9 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
     with _egress("proxied", tmp_path, hub) as session:
         assert session.network == "none" and session.env["https_proxy"] == "http://127.0.0.1:3128"
         info, out = _sandboxed(session, tmp_path, script)
+        state = session._state
+        assert (state / "mitmproxy" / "mitmproxy-ca.pem").exists()
+    assert not state.exists()  # the CA's private key went with the session
     assert info.status == "finished", out
     values = dict(line.split("] ", 1)[1].split("=", 1) for line in out.splitlines() if "=" in line and "] " in line
                   and line.split("] ", 1)[1].split("=", 1)[0].isupper())
@@ -265,7 +268,6 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
     assert summary["denied_count"] == len(denied) >= 4
     assert {d["sha256"] for d in summary["downloads"]} >= {values["WEIGHTS"], values["CONFIG"]}
     assert summary["hosts"][0]["host"] == "huggingface.co"
-    assert not Path(session._state or "/nonexistent").exists()  # the CA key went with the session
 
 
 def test_offline_mode_connects_nowhere(hub, tmp_path):
