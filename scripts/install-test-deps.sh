@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap socat)
+APT_PACKAGES=(bubblewrap socat curl chromium slurmctld slurmd slurm-client munge)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -16,3 +16,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[cpu,dev]"
+
+# mitmproxy 11.0.2 (the last for Python 3.11) pins h11 and cryptography below what httpx needs: own venv.
+command -v mitmdump >/dev/null || {
+  python3 -m venv /opt/ptb-mitmproxy &&
+    /opt/ptb-mitmproxy/bin/pip install -q --disable-pip-version-check mitmproxy==11.0.2 &&
+    ln -sf /opt/ptb-mitmproxy/bin/mitmdump /usr/local/bin/mitmdump
+}
+
+# The agent CLIs at their pinned versions, where the tests look for them.
+PTB_CACHE="${PTB_TEST_CACHE:-$HOME/.cache/ptb-test}" ptb agents install

@@ -14,6 +14,7 @@ from posttrainbench.agents.trajectory import build_trajectory, working_seconds, 
 from posttrainbench.egress.link import llm_link
 from posttrainbench.egress.metering import read_log, upstreams_from_env
 from posttrainbench.egress.redact import redact_files, secrets_from_env
+from posttrainbench.egress.session import start_egress
 from posttrainbench.errors import PtbError
 from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_HOME, SANDBOX_TASK, RunLayout
 from posttrainbench.workspace.manifest import RunManifest
@@ -45,8 +46,6 @@ def agent_env(manifest: RunManifest) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         "NUM_GPUS": str(manifest.spec.gpus),
     }
-    if manifest.spec.network == "offline":
-        env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env |= {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
     return env
 
@@ -86,9 +85,6 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
     spec = manifest.spec
     deadline = time.time() + spec.hours * 3600
     write_timer(layout.pristine / "timer.sh", deadline)
-    network = "none" if spec.network == "offline" else "host"
-    if backend == "none":
-        network = "host"  # without a network namespace the relay's fixed port would clash between runs
     ctx = AgentContext(
         agent=spec.agent,
         model=manifest.model,
@@ -100,9 +96,16 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
         home=layout.home,
         task=layout.task,
     )
-    with _llm_link(manifest, layout, network) as link:
+    with (
+        start_egress(spec.network, layout.root, base_model=manifest.model, benchmark=manifest.benchmark,
+                     backend=backend) as egress,
+        _llm_link(manifest, layout, egress.network) as link,
+    ):
         if link is not None:
             ctx.llm_base_url, ctx.llm_api_key = link.base_url, link.api_key
+
+        def stop_reason() -> str | None:
+            return egress.stop_reason() or (link.proxy.stop_reason if link else None)
 
         def run_once(launch, seconds_left: float) -> sandbox.ExitInfo:
             for rel, content in launch.files.items():
@@ -110,20 +113,20 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
             request = sandbox.SandboxRequest(
-                argv=link.wrap(launch.argv) if link else launch.argv,
+                argv=egress.wrap(link.wrap(launch.argv) if link else launch.argv),
                 cwd=SANDBOX_TASK,
                 mounts=[*mounts(manifest, layout), *(sandbox.Mount(p, str(p)) for p in launch.mounts),
-                        *(link.mounts if link else [])],
-                env=agent_env(manifest) | launch.env,
+                        *(link.mounts if link else []), *egress.mounts],
+                env=agent_env(manifest) | launch.env | egress.env,
                 gpus=_gpu_indices(spec.gpus),
-                network=network,
+                network=egress.network,
             )
             return sandbox.run(request, backend=backend, time_limit_s=max(seconds_left, 1.0),
-                               log_path=layout.agent_log, grace_s=GRACE_S)
+                               log_path=layout.agent_log, grace_s=GRACE_S, stop=stop_reason)
 
-        sessions = run_with_reprompt(ctx, run_once, deadline, stop=lambda: link.proxy.stop_reason if link else None)
-        stop_reason = link.proxy.stop_reason if link else None
-    return _record(manifest, layout, sessions, stop_reason)
+        sessions = run_with_reprompt(ctx, run_once, deadline, stop=stop_reason)
+        reason = stop_reason()
+    return _record(manifest, layout, sessions, reason)
 
 
 def _record(manifest: RunManifest, layout: RunLayout, sessions: list[sandbox.ExitInfo],

@@ -40,7 +40,8 @@ def run(
     limit: Annotated[int | None, typer.Option(help="evaluate only the first N test items")] = None,
     command: Annotated[str | None, typer.Option(help="argv of a `command` agent (shell-quoted)")] = None,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (no isolation: debugging only)")] = "bwrap",
-    network: Annotated[str, typer.Option(help="open or offline")] = "open",
+    network: Annotated[str, typer.Option(help="proxied (logged, deny list), open, or offline")] = "proxied",
+    max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item (CPU demos)")] = None,
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run, execute
@@ -48,7 +49,7 @@ def run(
 
     spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
-                 network=network)
+                 network=network, max_tokens=max_tokens)
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
     store = _store()
@@ -106,6 +107,24 @@ def show(run_id: str) -> None:
         out.print(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     if row.score is not None:
         out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + row.error if row.error else ''}")
+    _print_egress(Path(row.run_dir))
+
+
+def _print_egress(run_dir: Path) -> None:
+    from posttrainbench.egress.summary import summarize_egress
+
+    summary = summarize_egress(run_dir)
+    if not summary:
+        out.print("egress: no network log (offline run)")
+        return
+    out.print(f"egress: {summary['requests']} requests, {summary['denied_count']} denied, "
+              f"{summary['bytes_in'] / 1e6:.1f} MB in")
+    for host in summary["hosts"][:10]:
+        out.print(f"  {host['host']}: {host['requests']} requests, {host['denied']} denied")
+    for item in summary["denied"][:10]:
+        out.print(f"  [red]denied[/] {item['method']} {item['host']}{item['path'] or ''}: {item['reason']}")
+    for item in summary["downloads"][:10]:
+        out.print(f"  downloaded {item['repo'] or item['host']} {item['file'] or ''} sha256={item['sha256']}")
 
 
 @app.command()

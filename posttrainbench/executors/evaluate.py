@@ -2,6 +2,7 @@
 agent's vetted final_model. Each runs in a child process so that a crash or OOM there cannot take the harness
 down, and its output streams to the console and a log file."""
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -30,10 +31,10 @@ except PtbError as exc:
 
 
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
-                   log: Callable[[str], None] = print) -> dict:
+                   max_tokens: int | None = None, log: Callable[[str], None] = print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
-            "base_model": base_model, "limit": limit}
+            "base_model": base_model, "limit": limit, "max_tokens": max_tokens}
     log_path = out_dir / "evaluate.log"
     last_error = ""
     with open(log_path, "w") as log_file:
@@ -56,7 +57,7 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
 
 def _base_key(manifest: RunManifest) -> str:
     blob = json.dumps(
-        [manifest.model.model_dump(), manifest.benchmark.model_dump(), manifest.spec.limit,
+        [manifest.model.model_dump(), manifest.benchmark.model_dump(), manifest.spec.limit, manifest.spec.max_tokens,
          manifest.versions.get("posttrainbench")],
         sort_keys=True,
     )
@@ -66,15 +67,19 @@ def _base_key(manifest: RunManifest) -> str:
 def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[str], None] = print) -> dict:
     """The base model's score on the same items: the stand-in score when the agent's model can't be used."""
     cached = paths.cache_dir() / "baselines" / manifest.model.id / manifest.benchmark.id / _base_key(manifest)
-    if not (cached / "metrics.json").is_file():
-        tmp = cached.with_name(cached.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
-                       out_dir=tmp, limit=manifest.spec.limit, log=log)
-        shutil.rmtree(cached, ignore_errors=True)
-        tmp.rename(cached)
-    else:
-        log(f"base score of {manifest.model.id} on {manifest.benchmark.id}: from cache")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # Runs of a grid share this cache and start together: one evaluates, the others wait for its result.
+    with open(cached.with_name(cached.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cached / "metrics.json").is_file():
+            tmp = cached.with_name(cached.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
+                           out_dir=tmp, limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens, log=log)
+            shutil.rmtree(cached, ignore_errors=True)
+            tmp.rename(cached)
+        else:
+            log(f"base score of {manifest.model.id} on {manifest.benchmark.id}: from cache")
     dest = layout.results("base")
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(cached, dest)
@@ -84,4 +89,4 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
 def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *,
                    log: Callable[[str], None] = print) -> dict:
     return run_evaluation(model_path, manifest.benchmark.id, base_model=manifest.model.id, out_dir=out_dir,
-                          limit=manifest.spec.limit, log=log)
+                          limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens, log=log)

@@ -22,6 +22,7 @@ class RunSpec(BaseModel):
     sandbox: SandboxKind = "bwrap"
     network: NetworkMode = "proxied"
     limit: int | None = Field(None, description="evaluate only the first N items (tests, demos)")
+    max_tokens: int | None = Field(None, description="cap on generated tokens per item (CPU demos); recorded")
 
     @field_validator("hours")
     @classmethod
@@ -30,9 +31,9 @@ class RunSpec(BaseModel):
             raise ValueError("the budget must be more than 0 hours")
         return value
 
-    @field_validator("limit")
+    @field_validator("limit", "max_tokens")
     @classmethod
     def _positive_limit(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
-            raise ValueError("limit must be a positive number of items")
+            raise ValueError("must be a positive number")
         return value
