@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,12 @@ def test_read_timer_runs_the_script(tmp_path):
 def test_plan_budget_keeps_a_margin_and_evaluates_only_long_runs():
     small = budget.plan_budget(15 * 60, model_bytes=540_000_000, want_eval=True)
     assert small.eval_s == 0  # 15 minutes: comparing against the base model does not fit
-    assert small.reserve_s == pytest.approx(0.1 * 900 + 30 + 540e6 / 50e6)
+    assert small.reserve_s == pytest.approx(0.1 * 900 + 30 + 540e6 / 100e6)
     assert small.train_s == pytest.approx(900 - small.reserve_s)
 
     long = budget.plan_budget(10 * 3600, model_bytes=8_000_000_000, want_eval=True)
-    assert long.eval_s == pytest.approx(40 * 60 + 30 + 160)  # capped at 40 minutes + one extra save
-    assert long.train_s == pytest.approx(36000 - 3600 - 190 - long.eval_s)
+    assert long.eval_s == pytest.approx(40 * 60 + 30 + 80)  # capped at 40 minutes + one extra save
+    assert long.train_s == pytest.approx(36000 - 3600 - 110 - long.eval_s)
     assert budget.plan_budget(10 * 3600, 8_000_000_000, want_eval=False).eval_s == 0
     assert budget.plan_budget(60, 8_000_000_000, want_eval=False).train_s == 0
 
@@ -62,6 +63,20 @@ def test_plan_steps_by_time_epochs_and_cap():
     assert budget.plan_steps(4, 1.0, steps_per_epoch=20, max_epochs=3, cap=2) == 2
     with pytest.raises(ValueError):
         budget.plan_steps(100, 0, 10, 3, None)
+
+
+def test_clock_callback_stops_training_at_the_deadline(capsys):
+    from transformers import TrainerControl, TrainerState
+
+    from posttrainbench.agents.recipe.train import ClockCallback
+
+    state = TrainerState(global_step=3, max_steps=10)
+    callback = ClockCallback(budget.Clock(600), deadline=time.monotonic() + 60)
+    assert not callback.on_step_end(None, state, TrainerControl()).should_training_stop
+    callback.on_log(None, state, TrainerControl(), logs={"loss": 1.25, "learning_rate": 1e-4})
+    assert "step 3/10 loss 1.2500 lr 1.00e-04" in capsys.readouterr().out
+    callback.deadline = time.monotonic() - 1
+    assert callback.on_step_end(None, state, TrainerControl()).should_training_stop
 
 
 # --- the standard-library code corpus --------------------------------------------------------------------------
@@ -161,7 +176,7 @@ def test_build_examples_offline_uses_only_allowed_local_sources(shared_data, cap
     assert len(gsm8k) == 7473
     aime = data.build_examples("aime2025", shared_data, online=False)
     assert len(aime) == 7473  # GSM8K train stands in for competition math when the hub is unreachable
-    assert "falling back to offline sources: gsm8k-train" in capsys.readouterr().out
+    assert "hub data for aime2025 (numina) not used; falling back to gsm8k-train" in capsys.readouterr().out
     assert data.build_examples("gsm8k", None, online=False) == []
 
 
@@ -216,7 +231,8 @@ def test_rendering_with_the_evaluation_template(tokenizer):
     assert len(rows) == 1  # the over-long example is dropped, not cut
     ids, mask = rows[0]["input_ids"], rows[0]["completion_mask"]
     answer = [i for i, m in zip(ids, mask, strict=True) if m]
-    assert tokenizer.decode(answer).startswith("<think>") and answer[-2:] == tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(answer).startswith("<think>")
+    assert answer[-2:] == tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids[: mask.index(1)]) == rendered.prompt
 
 

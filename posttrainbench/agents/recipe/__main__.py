@@ -60,6 +60,30 @@ def single_gpu_env() -> dict[str, str] | None:
     return original
 
 
+def fit(model, tokenizer, rows: list[dict], settings, clock: Clock, deadline: float, args, work: Path):
+    """LoRA, a throughput probe, as many steps as fit before `deadline`, then the merged model (unchanged
+    weights when nothing fits)."""
+    from posttrainbench.agents.recipe import train as tr
+
+    model = tr.add_lora(model, settings)
+    probe_limit = max(10.0, 0.05 * (deadline - time.monotonic()))
+    measured = tr.probe(model, rows, settings, tokenizer.pad_token_id, probe_limit, seed=args.seed)
+    accumulation = max(1, settings.effective_batch // measured.micro_batch)
+    step_s = measured.seconds_per_micro_batch * accumulation
+    per_epoch = math.ceil(len(rows) / (measured.micro_batch * accumulation))
+    window = deadline - time.monotonic()
+    steps = plan_steps(window, step_s, per_epoch, settings.max_epochs, args.max_steps)
+    log(
+        f"probe: micro-batch {measured.micro_batch}, {measured.tokens_per_second:.0f} tokens/s, "
+        f"{step_s:.2f} s per step of {measured.micro_batch * accumulation} sequences; "
+        f"{hms(window)} to train -> {steps} steps ({steps / per_epoch:.2f} epochs)"
+    )
+    if steps:
+        model = tr.train(model, tokenizer, rows, settings, steps, measured.micro_batch, work, clock, deadline,
+                         args.seed)
+    return tr.merge(model), steps
+
+
 def run(args: argparse.Namespace, task_dir: Path) -> None:
     remaining = read_timer(task_dir)
     clock = Clock(remaining)
@@ -93,7 +117,6 @@ def run(args: argparse.Namespace, task_dir: Path) -> None:
     model = tr.load_model(args.model, settings)
     size = tr.model_bytes(model)
     budget = plan_budget(remaining, size, want_eval=args.eval_limit is not None)
-    train_deadline = clock.at(budget.train_s)
     log(
         f"model loaded ({size / 1e9:.2f} GB in {settings.dtype}); plan: train until {hms(budget.train_s)} "
         f"from start, keep {hms(budget.reserve_s)} for margin + save + check"
@@ -103,26 +126,10 @@ def run(args: argparse.Namespace, task_dir: Path) -> None:
     online = not args.offline and hub_online()
     examples = build_examples(args.benchmark, data_mirror(), online, args.seed)[: args.max_examples]
     rows = tokenize(chat, examples, settings.max_length) if examples else []
-
     steps = 0
     if rows:
-        model = tr.add_lora(model, settings)
-        probe_limit = max(10.0, 0.05 * (train_deadline - time.monotonic()))
-        measured = tr.probe(model, rows, settings, tokenizer.pad_token_id, probe_limit, seed=args.seed)
-        accumulation = max(1, settings.effective_batch // measured.micro_batch)
-        step_s = measured.seconds_per_micro_batch * accumulation
-        per_epoch = math.ceil(len(rows) / (measured.micro_batch * accumulation))
-        window = train_deadline - time.monotonic()
-        steps = plan_steps(window, step_s, per_epoch, settings.max_epochs, args.max_steps)
-        log(
-            f"probe: micro-batch {measured.micro_batch}, {measured.tokens_per_second:.0f} tokens/s, "
-            f"{step_s:.2f} s per step of {measured.micro_batch * accumulation} sequences; "
-            f"{hms(window)} to train -> {steps} steps ({steps / per_epoch:.2f} epochs)"
-        )
-        if steps:
-            model = tr.train(model, tokenizer, rows, settings, steps, measured.micro_batch, task_dir / WORK_DIR,
-                             clock, train_deadline, args.seed)
-        model = tr.merge(model)
+        model, steps = fit(model, tokenizer, rows, settings, clock, clock.at(budget.train_s), args,
+                           task_dir / WORK_DIR)
     if not steps:
         log("no training fits the budget (or no data): submitting the base model with the chat template")
 

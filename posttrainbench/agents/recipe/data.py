@@ -322,7 +322,8 @@ def build_examples(benchmark: str, data_dir: Path | None, online: bool, seed: in
         examples.extend(rows)
         loaded_online = loaded_online or bool(rows)
     if plan.online and not loaded_online:
-        log(f"no hub data for {benchmark}; falling back to offline sources: {', '.join(plan.offline) or 'none'}")
+        fallback = f"; falling back to {', '.join(plan.offline)}" if plan.offline else ""
+        log(f"hub data for {benchmark} ({', '.join(plan.online)}) not used{fallback}")
     if not loaded_online:
         for name in plan.offline:
             add_local(name)

@@ -61,7 +61,8 @@ class ChatFormat:
     def end_of_turn(self) -> int | None:
         """The special token that closes an assistant turn in this template (<|im_end|>, <end_of_turn>, ...);
         None when the template closes turns with plain text."""
-        sample = self.render({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
+        hello = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+        sample = self.render({"messages": hello})
         if sample is None:
             return None
         tok = self.tokenizer

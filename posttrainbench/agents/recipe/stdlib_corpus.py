@@ -1,9 +1,10 @@
 """HumanEval-style completion tasks mined from the Python standard library, so code training works offline.
 
 Each task is a self-contained module-level function with a docstring: the prompt is the imports and the few
-module-level helpers it needs, then its signature and docstring (HumanEval prompts look the same); the answer is the whole function in a fenced block, the shape HumanEval's scorer
-extracts (it keeps what follows the first `:\\n    ` of the first code block, i.e. the body). Sources are parsed
-with `ast`, never imported, so modules with import-time side effects (`antigravity`, `this`) are harmless.
+module-level helpers it needs, then its signature and docstring (HumanEval prompts look the same); the answer is
+the whole function in a fenced block, the shape HumanEval's scorer extracts (it keeps what follows the first
+`:\\n    ` of the first code block, i.e. the body). Sources are parsed with `ast`, never imported, so modules
+with import-time side effects (`antigravity`, `this`) are harmless.
 """
 
 import ast
