@@ -261,6 +261,29 @@ def test_tool_calls_render_in_the_template_format(tokenizer, tmp_path):
         load_template(tmp_path, "qwen3.jinja", "gsm8k", tokenizer)
 
 
+# --- keeping the better of trained and base model ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("trained", "base", "kept"), [(0.2, 0.5, "base"), (0.5, 0.5, "trained"), (None, 0.9, "trained")])
+def test_keep_better_submits_the_higher_scoring_model(tmp_path, monkeypatch, trained, base, kept):
+    from posttrainbench.agents.recipe import compare
+
+    final, work = tmp_path / "final_model", tmp_path / "work"
+    final.mkdir()
+    work.mkdir()
+    (final / "which").write_text("trained")
+    scores = {"final_model": trained, "base_model": base}
+    monkeypatch.setattr(compare, "run_evaluate", lambda task, path, *args: scores[path.name])
+
+    def make_base(path: Path) -> None:
+        path.mkdir()
+        (path / "which").write_text("base")
+
+    compare.keep_better(tmp_path, final, make_base, 10, time.monotonic() + 3600, work)
+    assert (final / "which").read_text() == kept
+    assert not (tmp_path / ".final_model.old").exists()
+
+
 # --- the adapter -----------------------------------------------------------------------------------------------
 
 
