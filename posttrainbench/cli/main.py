@@ -16,6 +16,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Base models and the local m
 app.add_typer(models_app, name="models")
 agents_app = typer.Typer(no_args_is_help=True, help="The agent CLIs (Claude Code, Codex, Gemini CLI, OpenCode).")
 app.add_typer(agents_app, name="agents")
+grid_app = typer.Typer(no_args_is_help=True, help="Grids: agents × models × benchmarks × seeds.")
+app.add_typer(grid_app, name="grid")
 console = Console(stderr=True)
 out = Console()
 
@@ -44,7 +46,7 @@ def run(
     max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item (CPU demos)")] = None,
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
-    from posttrainbench.executors.pipeline import create_run, execute
+    from posttrainbench.executors.pipeline import create_run
     from posttrainbench.specs import RunSpec, parse_agent
 
     spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
@@ -55,7 +57,7 @@ def run(
     store = _store()
     manifest = create_run(spec, store)
     log(f"run {manifest.run_id} in {store.get(manifest.run_id).run_dir}")
-    row = execute(Path(store.get(manifest.run_id).run_dir), store, log=log)
+    row = _execute(Path(store.get(manifest.run_id).run_dir), store)
     _print_runs([row])
     if row.score_source == "base":
         fail(f"run {row.id} scored as the base model: {row.error}")
@@ -70,6 +72,11 @@ def eval_(
     out_dir: Annotated[Path | None, typer.Option(help="where metrics.json and the inspect log go")] = None,
 ) -> None:
     """Evaluate a model folder on a benchmark, exactly as the harness and the agent's evaluate.py do."""
+    import os
+
+    from posttrainbench.executors.evaluate import OFFLINE
+
+    os.environ.update(OFFLINE)
     from posttrainbench.evaluation.runner import evaluate
 
     out_dir = out_dir or Path("ptb-eval") / benchmark
@@ -131,18 +138,20 @@ def _print_egress(run_dir: Path) -> None:
 def demo(
     hours: Annotated[float, typer.Option(help="the reference agent's budget")] = 0.05,
     limit: Annotated[int, typer.Option(help="HumanEval items evaluated")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="generated tokens per item")] = 320,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none")] = "bwrap",
 ) -> None:
     """Offline end to end on CPU: the reference agent post-trains SmolLM2-135M for HumanEval in a sandbox."""
-    from posttrainbench.executors.pipeline import create_run, execute
+    from posttrainbench.executors.pipeline import create_run
     from posttrainbench.specs import AgentSpec, RunSpec
 
     spec = RunSpec(agent=AgentSpec(scaffold="reference"), model="smollm2-135m", benchmark="humaneval",
-                   hours=hours, gpus=0, limit=limit, sandbox=sandbox, network="offline")
+                   hours=hours, gpus=0, limit=limit, max_tokens=max_tokens, sandbox=sandbox,
+                   network="offline")
     store = _store()
     log("prepare: model, data, workspace")
     manifest = create_run(spec, store)
-    row = execute(Path(store.get(manifest.run_id).run_dir), store, log=log)
+    row = _execute(Path(store.get(manifest.run_id).run_dir), store)
     metrics = store.metrics(row.id)
     _print_runs([row])
     base = metrics.get("base", {}).get("accuracy")
@@ -173,6 +182,66 @@ def models_fetch(name: Annotated[str, typer.Argument(help="model id or Hugging F
 
     path = models.fetch(get_model(name))
     out.print(str(path))
+
+
+@grid_app.command("run")
+def grid_run(
+    path: Annotated[Path, typer.Argument(help="grid YAML file")],
+    executor: Annotated[str, typer.Option(help="local or slurm")] = "local",
+    gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1,2,3 (default: all)")] = None,
+    cpu_slots: Annotated[int, typer.Option(help="concurrent runs that need no GPU")] = 1,
+) -> None:
+    """Run every cell of a grid; running it again never duplicates a run."""
+    from posttrainbench.executors.grid import run_grid
+
+    rows = run_grid(path, executor=executor, gpus=_gpu_list(gpus), cpu_slots=cpu_slots, console=console)
+    _print_cells(rows)
+
+
+@grid_app.command("resume")
+def grid_resume(
+    name: Annotated[str, typer.Argument(help="grid name")],
+    retry_failed: Annotated[bool, typer.Option(help="also retry cells that failed for good")] = False,
+    gpus: Annotated[str | None, typer.Option(help="GPU indices to use")] = None,
+    cpu_slots: int = 1,
+) -> None:
+    """Continue a grid after a crash: exactly the unfinished stages."""
+    from posttrainbench.executors.grid import resume_grid
+
+    rows = resume_grid(name, retry_failed=retry_failed, gpus=_gpu_list(gpus), cpu_slots=cpu_slots, console=console)
+    _print_cells(rows)
+
+
+@grid_app.command("status")
+def grid_status_(name: Annotated[str | None, typer.Argument(help="grid name (default: list grids)")] = None) -> None:
+    """Every cell of a grid, or the list of grids."""
+    from posttrainbench.executors.grid import grid_status, list_grids
+
+    if name is None:
+        for info in list_grids():
+            out.print(f"{info.name}  {info.executor}  {info.runs_dir}")
+        return
+    _print_cells(grid_status(name))
+
+
+def _gpu_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--gpus takes comma-separated GPU indices, not {text!r}")
+
+
+def _print_cells(rows) -> None:
+    from rich.table import Table
+
+    table = Table("cell", "state", "attempts", "run", "stage", "score", "reason")
+    for row in rows:
+        score = _pct(row.score) + (" (base)" if row.score_source == "base" else "")
+        table.add_row(row.key, row.state, str(row.attempts), row.run_id or "—", row.stage or "—", score,
+                      row.reason or "")
+    out.print(table)
 
 
 @agents_app.command("install")
@@ -213,6 +282,40 @@ def report(
     out.print(str(index))
     if open_:
         webbrowser.open(index.resolve().as_uri())
+
+
+def _execute(run_dir: Path, store):
+    """Run the stages, echoing the agent's log lines as they arrive (long work shows progress)."""
+    import threading
+    import time
+
+    from posttrainbench.executors.pipeline import execute
+    from posttrainbench.workspace.layout import RunLayout
+
+    done = threading.Event()
+
+    def follow(path: Path) -> None:
+        while not path.exists() and not done.is_set():
+            time.sleep(0.5)
+        if not path.exists():
+            return
+        with open(path, errors="replace") as fh:
+            while True:
+                line = fh.readline()
+                if line:
+                    console.print("  agent " + line.rstrip(), style="dim", highlight=False, markup=False)
+                elif done.is_set():
+                    return
+                else:
+                    time.sleep(0.5)
+
+    thread = threading.Thread(target=follow, args=(RunLayout(run_dir).agent_log,), daemon=True)
+    thread.start()
+    try:
+        return execute(run_dir, store, log=log)
+    finally:
+        done.set()
+        thread.join(timeout=2)
 
 
 def _spec(cls, **fields):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import data
+from posttrainbench.evaluation.grader import grader_from_env
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
@@ -174,6 +175,9 @@ def evaluate(
         )
         if error is None:
             break
+        if error.startswith("GraderError"):
+            # the grader failed, not generation: fewer tokens would not help
+            raise PtbError(f"grading {spec.id} failed: {error}")
         print(f"evaluation with max_tokens={budget} failed: {(error.splitlines() or [''])[0]}", file=sys.stderr)
     else:
         (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
@@ -325,6 +329,9 @@ def _parser(spec: BenchmarkSpec | None) -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"])
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--out-dir", default=None, help="logs and metrics (default: eval_results/<benchmark>-<time>)")
+    parser.add_argument("--grader-model", default=None,
+                        help="LLM grader for arenahardwriting/healthbench (endpoint from PTB_GRADER_BASE_URL, "
+                             "key from PTB_GRADER_API_KEY or OPENAI_API_KEY)")
     return parser
 
 
@@ -338,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser(spec).parse_args(argv)  # exits with usage when --benchmark is missing
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out_dir = Path(args.out_dir or f"eval_results/{spec.id}-{stamp}")
+        grader = grader_from_env(args.grader_model) if spec.grader else None
         metrics = evaluate(
             Path(args.model_path),
             spec.id,
@@ -349,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             max_tokens=args.max_tokens,
             max_connections=args.max_connections,
             gpu_memory_utilization=args.gpu_memory_utilization,
+            grader=grader,
         )
     except PtbError as exc:
         print(f"error: {exc}", file=sys.stderr)

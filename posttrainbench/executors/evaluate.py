@@ -5,6 +5,7 @@ down, and its output streams to the console and a log file."""
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,13 +17,20 @@ from posttrainbench.errors import PtbError
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest
 
+# Evaluation reads local folders only; without this the hub client retries DNS lookups for every sample.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
 CHILD = """
 import json, sys
 from pathlib import Path
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation.grader import grader_from_env
 from posttrainbench.evaluation.runner import evaluate
+from posttrainbench.specs import get_benchmark
 args = json.loads(sys.argv[1])
 try:
+    if get_benchmark(args["benchmark"]).grader:
+        args["grader"] = grader_from_env(args.pop("grader_model", None))
     evaluate(Path(args.pop("model_path")), args.pop("benchmark"), out_dir=Path(args.pop("out_dir")), **args)
 except PtbError as exc:
     print(f"error: {exc}", file=sys.stderr)
@@ -39,7 +47,7 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
     last_error = ""
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ | OFFLINE)
         for line in proc.stdout:
             log_file.write(line)
             log_file.flush()

@@ -118,7 +118,7 @@ class Grid(BaseModel):
     hours: float = Field(10.0, gt=0, description="the agent's wall-clock budget (an agent may set its own)")
     gpus: int = Field(1, ge=0, description="GPUs per run (an agent may set its own)")
     sandbox: SandboxKind = "bwrap"
-    network: NetworkMode = "open"
+    network: NetworkMode = "proxied"
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items (tests, demos)")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
