@@ -1,0 +1,205 @@
+"""Word n-grams of normalised text, fast enough to scan everything an agent wrote.
+
+Normalisation, the same for a test item and for any file: ASCII letters are lowercased; a word is a maximal run of
+[a-z0-9] or a single non-ASCII character (so Chinese, which has no spaces, still gives words); punctuation,
+whitespace and Unicode punctuation separate words. JSON and C escapes are undone first: `\\u00e9` is the character
+é and the character after a backslash in `\\n`, `\\"`, ... is a separator, so an item inside a .jsonl line (escaped
+or not) and the same item as plain text give the same words.
+
+The fast path (`keys`, `ngram_hashes`, `HashSet`) works on raw bytes with numpy only: an ASCII word's key comes
+from its first 8 bytes (longer words sharing them collide, which only lets a few more candidates through), a
+non-ASCII character's from its code point, an n-gram hash is a polynomial over its keys, and membership is a
+bitmap probe followed by a binary search. Candidates are then verified on exact words (`words`), so the lossy
+keys never decide a match.
+"""
+
+import re
+
+import numpy as np
+
+_U = np.uint64
+_ONES = _U(0x0101010101010101)
+_HIGHS = _U(0x8080808080808080)
+_MIX = _U(0x9E3779B97F4A7C15)
+_POLY = _U(0x100000001B3)
+_CHAR_TAG = _U(0xFF << 56)  # never the top byte of an ASCII word, so character keys cannot equal word keys
+_BACKSLASH = 92
+
+# Unicode code points that separate words rather than form one (spaces and punctuation blocks).
+_SEPARATOR_RANGES = [
+    (0x0000, 0x00BF), (0x00D7, 0x00D7), (0x00F7, 0x00F7), (0x2000, 0x206F), (0x2E00, 0x2E7F), (0x3000, 0x303F),
+    (0xD800, 0xDFFF), (0xFE30, 0xFE4F), (0xFF00, 0xFF0F), (0xFF1A, 0xFF20), (0xFF3B, 0xFF40), (0xFF5B, 0xFF65),
+    (0xFFF0, 0xFFFF),
+]
+_IS_SEPARATOR = np.zeros(0x10000, bool)
+for _lo, _hi in _SEPARATOR_RANGES:
+    _IS_SEPARATOR[_lo : _hi + 1] = True
+# Scripts written without spaces: each character is a word of its own. Other scripts form words like ASCII.
+_IDEOGRAPH_RANGES = [(0x2E80, 0x2FDF), (0x3040, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF)]
+_IS_IDEOGRAPH = np.zeros(0x10000, bool)
+for _lo, _hi in _IDEOGRAPH_RANGES:
+    _IS_IDEOGRAPH[_lo : _hi + 1] = True
+_SIMPLE_ESCAPE = np.zeros(256, bool)
+_SIMPLE_ESCAPE[list(b'nrtbf"/\\')] = True
+_HEX_VALUE = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX_VALUE[_c] = _i
+    _HEX_VALUE[bytes([_c]).upper()[0]] = _i
+
+# A \\uXXXX escape is replaced whole; after any other backslash only the escaped character becomes a separator
+# (the backslash is one already), which keeps `\\\\n` the same as the fast path sees it.
+_ESCAPE_RE = re.compile(rb'\\u([0-9a-fA-F]{4})|(?<=\\)[nrtbf"/\\]')
+# 4-byte characters (emoji and rarer scripts) separate words too: the fast path decodes up to 3 bytes.
+_SEPARATOR_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in [*_SEPARATOR_RANGES, (0x10000, 0x10FFFF)])
+_IDEOGRAPH_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _IDEOGRAPH_RANGES)
+_WORD_RE = re.compile(f"[a-z0-9]+|[{_IDEOGRAPH_CLASS}]|[^\\x00-\\x7f{_SEPARATOR_CLASS}{_IDEOGRAPH_CLASS}]+")
+
+
+def _unescape(match: re.Match) -> bytes:
+    if match.group(1) is None:
+        return b" "
+    code = int(match.group(1), 16)
+    return b" " if code < 0x80 or _IS_SEPARATOR[code] else chr(code).encode()
+
+
+def words(text: bytes | str) -> list[str]:
+    """The exact normalised words of a (small) text: the words whose keys `keys` computes."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    if b"\\" in data:
+        data = _ESCAPE_RE.sub(_unescape, data)
+    return _WORD_RE.findall(data.lower().decode("utf-8", "replace"))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    x *= _MIX
+    x ^= x >> _U(29)
+    return x
+
+
+def _ascii_words(b: np.ndarray, escaped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lower = b | np.uint8(32)  # digits already have bit 5 set, so this lowercases letters only
+    is_word = ((lower - np.uint8(97)) < 26) | ((b - np.uint8(48)) < 10)
+    is_word[escaped] = False
+    # Word bytes, separators zero, a zero byte in front and 8 behind so every 8-byte read stays inside.
+    code = np.zeros(len(b) + 9, np.uint8)
+    np.multiply(lower, is_word, out=code[1 : len(b) + 1], casting="unsafe")
+    present = code != 0
+    starts = np.flatnonzero(present[1:] > present[:-1]) + 1
+    unaligned = np.ndarray(shape=(len(code) - 7,), dtype="<u8", buffer=code, strides=(1,))
+    x = unaligned[starts]
+    # Keep the bytes before the first zero byte (the word's end): t marks the first zero byte's high bit.
+    t = (x - _ONES) & ~x & _HIGHS
+    t &= ~t + _U(1)
+    t >>= _U(7)
+    t -= _U(1)
+    x &= t
+    return starts - 1, _mix(x)
+
+
+def _escapes(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bytes that escapes turn into separators, and the (offset, code point) of each `\\uXXXX`."""
+    slashes = np.flatnonzero(b[:-1] == _BACKSLASH)
+    if not len(slashes):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    after = b[slashes + 1]
+    simple = slashes[_SIMPLE_ESCAPE[after]] + 1
+    uni = slashes[(after == ord("u")) & (slashes + 5 < len(b))]
+    digits = _HEX_VALUE[b[uni[:, None] + np.arange(2, 6)]].astype(np.int64)
+    valid = np.all(digits < 16, axis=1)
+    uni, digits = uni[valid], digits[valid]
+    points = (digits[:, 0] << 12) | (digits[:, 1] << 8) | (digits[:, 2] << 4) | digits[:, 3]
+    hidden = (uni[:, None] + np.arange(1, 6)).ravel()
+    return np.concatenate([simple, hidden]), uni, points
+
+
+def _utf8_chars(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, code point) of every 2- and 3-byte UTF-8 character; 4-byte ones (emoji) are separators."""
+    padded = np.concatenate([b, np.zeros(3, np.uint8)])
+    two = np.flatnonzero((b >= 0xC2) & (b <= 0xDF))
+    three = np.flatnonzero((b >= 0xE0) & (b <= 0xEF))
+    c1, c2 = padded[two + 1].astype(np.int64), padded[three + 1].astype(np.int64)
+    c3 = padded[three + 2].astype(np.int64)
+    two_ok = (c1 & 0xC0) == 0x80  # followed by continuation bytes, as valid UTF-8 is
+    three_ok = ((c2 & 0xC0) == 0x80) & ((c3 & 0xC0) == 0x80)
+    points2 = ((b[two].astype(np.int64) & 0x1F) << 6) | (c1 & 0x3F)
+    points3 = ((b[three].astype(np.int64) & 0x0F) << 12) | ((c2 & 0x3F) << 6) | (c3 & 0x3F)
+    three_ok &= points3 >= 0x800  # overlong forms are invalid; a decoder replaces them
+    return np.concatenate([two[two_ok], three[three_ok]]), np.concatenate([points2[two_ok], points3[three_ok]])
+
+
+def _other_words(b: np.ndarray, escape_at: np.ndarray, escape_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, key) of the words made of non-ASCII characters, written raw or as escapes."""
+    raw_at, raw_points = _utf8_chars(b)
+    at = np.concatenate([raw_at, escape_at])
+    points = np.concatenate([raw_points, escape_points])
+    width = np.concatenate([np.where(b[raw_at] >= 0xE0, 3, 2), np.full(len(escape_at), 6)])
+    order = np.argsort(at, kind="stable")
+    at, points, width = at[order], points[order], width[order]
+    letter = ~_IS_SEPARATOR[points]
+    at, points, width = at[letter], points[letter], width[letter]
+    adjacent = np.zeros(len(at), bool)
+    adjacent[1:] = at[1:] == at[:-1] + width[:-1]
+    single = _IS_IDEOGRAPH[points]
+    starts = np.ones(len(at), bool)
+    starts[1:] = ~adjacent[1:] | single[1:] | single[:-1]
+    first = np.flatnonzero(starts)
+    if not len(first):
+        return first, np.zeros(0, _U)
+    place = np.arange(len(at)) - first[np.cumsum(starts) - 1]
+    salted = _mix((points.astype(_U) | (place.astype(_U) << _U(32))) | _CHAR_TAG)
+    return at[first], _mix(np.add.reduceat(salted, first))
+
+
+def keys(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(byte offset, 64-bit key) of every word in blob, in text order."""
+    b = np.frombuffer(blob, np.uint8)
+    if not len(b):
+        return np.zeros(0, np.int64), np.zeros(0, _U)
+    hidden, escape_at, escape_points = _escapes(b)
+    offsets, word_keys = _ascii_words(b, hidden)
+    if not len(escape_at) and not (b >= 0x80).any():
+        return offsets, word_keys
+    other_at, other_keys = _other_words(b, escape_at, escape_points)
+    offsets = np.concatenate([offsets, other_at])
+    order = np.argsort(offsets, kind="stable")
+    return offsets[order], np.concatenate([word_keys, other_keys])[order]
+
+
+def ngram_hashes(word_keys: np.ndarray, n: int) -> np.ndarray:
+    """Hash of every run of n consecutive words (len(word_keys) - n + 1 of them)."""
+    count = len(word_keys) - n + 1
+    if count <= 0:
+        return np.zeros(0, _U)
+    h = word_keys[:count].copy()
+    for k in range(1, n):
+        h *= _POLY
+        h += word_keys[k : k + count]
+    return h
+
+
+class HashSet:
+    """A static set of 64-bit hashes: two byte-per-slot bitmaps on different bits of the hash in front of a
+    sorted array, so nearly every probe of a non-member stops before the binary search."""
+
+    def __init__(self, hashes: np.ndarray, bits: int = 23):
+        self.sorted = np.unique(hashes.astype(_U))
+        self._shift = _U(64 - bits)
+        self._mask = _U((1 << bits) - 1)
+        self._first = np.zeros(1 << bits, bool)
+        self._first[self.sorted >> self._shift] = True
+        self._second = np.zeros(1 << bits, bool)
+        self._second[self.sorted & self._mask] = True
+
+    def __len__(self) -> int:
+        return len(self.sorted)
+
+    def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into `hashes` that are members, their positions in `self.sorted`)."""
+        maybe = np.flatnonzero(self._first[hashes >> self._shift])
+        maybe = maybe[self._second[hashes[maybe] & self._mask]]
+        if not len(maybe):
+            return maybe, maybe
+        at = np.searchsorted(self.sorted, hashes[maybe])
+        at[at == len(self.sorted)] = 0
+        found = self.sorted[at] == hashes[maybe]
+        return maybe[found], at[found]

@@ -1,0 +1,81 @@
+"""The contamination index on every benchmark's real test items: the fast word keys agree with the exact words,
+copies are found in any of the shapes training data takes, and unrelated text of the same kinds is not."""
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posttrainbench.integrity import contamination, ngram
+
+sys.path.insert(0, str(Path(__file__).parent))
+from integrity_support import DATA, gsm8k_rows, paraphrase  # noqa: E402
+
+SAMPLES = [
+    "Janet’s ducks lay 16 eggs per day.\nShe eats three.",
+    'caf\\u00e9 \\"quoted\\" \\\\n path\\\\to\\\\file',
+    "Подводка к пляжному драг-рейсингу",
+    "请用幽默风趣的语言风格修改以下内容，形成一篇1000字左右的文章",
+    "mixed: naïve café Ünïcödé — “quotes” and emoji 😀 ok",
+]
+
+
+@pytest.fixture(scope="module")
+def index(shared_data):
+    return contamination.default_index()
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_fast_keys_follow_the_exact_words(text):
+    for form in (text, json.dumps(text), json.dumps(text, ensure_ascii=False)):
+        _, keys = ngram.keys(form.encode())
+        exact = ngram.words(form)
+        assert len(keys) == len(exact)
+        assert np.array_equal(keys, ngram.keys(" ".join(exact).encode())[1])
+    # Escaped or not, the same text gives the same words.
+    assert ngram.words(json.dumps(text)) == ngram.words(text) == ngram.words(json.dumps(text, ensure_ascii=False))
+
+
+def test_words_split_as_described():
+    assert ngram.words("Janet’s ducks: 16/day") == ["janet", "s", "ducks", "16", "day"]
+    assert ngram.words("你好，世界") == ["你", "好", "世", "界"]
+    assert ngram.words("Подводка к") == ["Подводка", "к"]
+
+
+def test_every_benchmark_found_verbatim_and_reworded(index):
+    by_benchmark = defaultdict(list)
+    for item in index.items:
+        by_benchmark[item.benchmark].append(item)
+    for benchmark, items in by_benchmark.items():
+        verbatim = "\n".join(json.dumps(dict(item.segments)) for item in items).encode()
+        reworded = "\n".join(json.dumps({k: paraphrase(v) for k, v in item.segments}) for item in items).encode()
+        for blob, least in ((verbatim, 0.98), (reworded, 0.95)):
+            found = {hit.item for hit in index.scan(blob)}
+            assert found <= {item.id for item in items}
+            assert len(found) >= least * len(items), (benchmark, len(found), len(items))
+
+
+def test_gsm8k_train_is_not_gsm8k_test(index):
+    train = (DATA / "gsm8k" / "train.jsonl").read_bytes()
+    assert index.scan(train) == []
+    reworded = "\n".join(json.dumps({"q": paraphrase(r["question"]), "a": paraphrase(r["answer"])})
+                         for r in gsm8k_rows("train")).encode()
+    assert index.scan(reworded) == []
+
+
+def test_ordinary_code_and_prose_match_nothing(index):
+    stdlib = Path(json.__file__).parents[1]
+    code = b"\n".join(p.read_bytes() for p in sorted(stdlib.glob("*.py"))[:200])
+    assert len(code) > 3_000_000
+    assert index.scan(code) == []
+
+
+def test_hits_report_where_they_are(index):
+    rows = gsm8k_rows("test")
+    blob = ("filler line\n" * 3 + json.dumps(rows[41]) + "\n").encode()
+    (hit,) = index.scan(blob)
+    assert (hit.benchmark, hit.item, hit.coverage) == ("gsm8k", "42", 1.0)
+    assert blob[: hit.offset].count(b"\n") == 3
