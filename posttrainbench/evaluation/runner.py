@@ -16,7 +16,6 @@ from pathlib import Path
 
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import data
-from posttrainbench.evaluation.grader import grader_from_env
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
@@ -345,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser(spec).parse_args(argv)  # exits with usage when --benchmark is missing
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out_dir = Path(args.out_dir or f"eval_results/{spec.id}-{stamp}")
+        from posttrainbench.evaluation.grader import grader_from_env
+
         grader = grader_from_env(args.grader_model) if spec.grader else None
         metrics = evaluate(
             Path(args.model_path),
