@@ -39,7 +39,7 @@ except PtbError as exc:
 
 
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
-                   max_tokens: int | None = None, log: Callable[[str], None] = print) -> dict:
+                   max_tokens: int | None = None, label: str = "the model", log: Callable[[str], None] = print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
             "base_model": base_model, "limit": limit, "max_tokens": max_tokens}
@@ -57,9 +57,9 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
     metrics_file = out_dir / "metrics.json"
     if proc.returncode != 0 or not metrics_file.is_file():
         reason = last_error or f"evaluation exited with code {proc.returncode}; see {log_path}"
-        raise PtbError(f"evaluating {model_path.name} on {benchmark} failed: {reason}")
+        raise PtbError(f"evaluating {label} on {benchmark} failed: {reason}")
     metrics = json.loads(metrics_file.read_text())
-    log(f"{benchmark} accuracy of {model_path.name}: {metrics['accuracy']:.4f}")
+    log(f"{benchmark} accuracy of {label}: {metrics['accuracy']:.4f} on {metrics.get('n_samples')} items")
     return metrics
 
 
@@ -83,7 +83,8 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
             tmp = cached.with_name(cached.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
             run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
-                           out_dir=tmp, limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens, log=log)
+                           out_dir=tmp, limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
+                           label=f"the base model {manifest.model.id}", log=log)
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
         else:
@@ -97,4 +98,5 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
 def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *,
                    log: Callable[[str], None] = print) -> dict:
     return run_evaluation(model_path, manifest.benchmark.id, base_model=manifest.model.id, out_dir=out_dir,
-                          limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens, log=log)
+                          limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
+                          label="the agent's model", log=log)
