@@ -242,11 +242,12 @@ def scan_file(index: Index, found: files.Found) -> tuple[str, int, list[Evidence
 
 
 MAX_EVIDENCE = 100
+PROGRESS_BYTES = 1 << 30
 
 
 def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index: Index | None = None,
-          extra: list[files.Found] = (), log: Callable[[str], None] = lambda _: None) -> Check:
-    """Scan the run's task/ and home/ (and `extra` files, e.g. downloads the egress proxy kept) for test items.
+          log: Callable[[str], None] = lambda _: None) -> Check:
+    """Scan the run's task/ and home/ (with the download caches in it) for test items.
 
     More than `tolerance` distinct items of the run's own benchmark in files the agent wrote is contamination.
     Copies in download caches and other benchmarks' items are reported without a flag: a cached dataset with a
@@ -256,7 +257,8 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
     scanned, size, formats = 0, 0, Counter()
     matches: list[Evidence] = []
     canaries_found: list[dict] = []
-    for found in [*files.walk(run_dir), *extra]:
+    reported = 0
+    for found in files.walk(run_dir):
         try:
             fmt, nbytes, found_matches, found_canaries = scan_file(index, found)
         except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
@@ -270,6 +272,9 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
         canaries_found += found_canaries
         if found_matches:
             log(f"contamination: {len(found_matches)} test item(s) in {found.rel}")
+        if size - reported >= PROGRESS_BYTES:
+            reported = size
+            log(f"contamination: {scanned} files, {size / 1e9:.1f} GB scanned")
     seconds = time.process_time() - started
 
     def items(kind: str, own: bool) -> set[tuple[str, str]]:

@@ -91,7 +91,7 @@ def test_file_hashes() -> dict[str, str]:
 def _keys_in_workspace(run_dir: Path, limit: int = 20) -> list[dict]:
     found = []
     for entry in files.walk(run_dir):
-        if entry.path.stat().st_size > 64 << 20:
+        if entry.kind == "cache" or entry.path.stat().st_size > 64 << 20:
             continue
         text = entry.path.read_bytes().decode("utf-8", "replace")
         seen: set[int] = set()  # start offsets: the patterns overlap (sk-proj- keys also match sk-)

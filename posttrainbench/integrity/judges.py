@@ -38,7 +38,7 @@ RECORD = {
     "trajectory.jsonl": (("trajectory.jsonl", "logs/trajectory.jsonl"),
                          "the agent's steps: messages, commands, outputs"),
     "agent.log": (("logs/agent.log",), "the agent's raw output, timestamped"),
-    "egress.jsonl": (("egress.jsonl", "logs/egress.jsonl"), "every network request the agent made (proxied runs)"),
+    "egress.jsonl": (("egress.jsonl", "logs/egress.jsonl"), "every network request through the egress proxy"),
     "llm_calls.jsonl": (("logs/llm_calls.jsonl", "logs/metering.jsonl"), "the agent's metered LLM calls"),
     "manifest.json": (("manifest.json",), "the run's settings"),
 }
