@@ -1,0 +1,3 @@
+from posttrainbench.cli.main import main
+
+main()

@@ -1,0 +1,119 @@
+"""One run end to end through the CLI and the pipeline, with scripted `command` agents in the real sandbox."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from posttrainbench.executors.pipeline import create_run, execute
+from posttrainbench.specs import AgentSpec, RunSpec
+from posttrainbench.store import Store
+from posttrainbench.workspace.layout import RunLayout
+
+EVAL = {"benchmark": "humaneval", "limit": 1, "max_tokens": 16}
+
+
+def ptb(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "posttrainbench.cli", *args], capture_output=True, text=True,
+                          env=os.environ | (env or {}), timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--agent", "reference", "--model", "llama-99b", "--benchmark", "gsm8k"], "unknown model 'llama-99b'"),
+        (["run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "mmlu"],
+         "unknown benchmark 'mmlu'"),
+        (["run", "--agent", "robot", "--model", "smollm2-135m", "--benchmark", "gsm8k"], "unknown agent 'robot'"),
+        (["run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--hours", "0"],
+         "budget must be more than 0 hours"),
+        (["eval", "/nonexistent/model", "--benchmark", "gsm8k", "--base-model", "smollm2-135m"], "/nonexistent/model"),
+        (["show", "no-such-run"], "no run 'no-such-run'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, expected):
+    result = ptb(*args)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_unwritable_runs_dir(tmp_path, small_model):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = ptb("run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "humaneval",
+                 env={"PTB_RUNS": str(blocker / "runs")})
+    assert result.returncode == 1
+    assert "cannot create the run directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pickled_final_model(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    (model / "config.json").write_text("{}")
+    result = ptb("eval", str(model), "--benchmark", "humaneval", "--base-model", "smollm2-135m")
+    assert result.returncode == 1 and "pickled" in result.stderr.lower(), result.stderr
+
+
+def _run(tmp_path, script: str, hours: float = 0.02) -> tuple[Store, RunLayout, object]:
+    store = Store(tmp_path / "store.sqlite")
+    spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
+                   hours=hours, gpus=0, network="offline", **EVAL)
+    manifest = create_run(spec, store, runs_dir=tmp_path / "runs")
+    layout = RunLayout(tmp_path / "runs" / manifest.run_id)
+    return store, layout, execute(layout.root, store, log=lambda _: None)
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_agent_without_model_scores_as_base_and_cannot_touch_evaluation_files(tmp_path, small_model, bwrap):
+    script = (
+        "echo tampered > evaluate.py; echo tampered > templates/qwen3.jinja; "
+        "touch $HF_HOME/hub/models--HuggingFaceTB--SmolLM2-135M-Instruct/planted; "
+        "rm -rf $HF_HOME/hub/models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots; echo tried"
+    )
+    store, layout, row = _run(tmp_path, script)
+    assert row.status == "done" and row.score_source == "base"
+    assert "no final_model" in row.error
+    assert row.score == store.metrics(row.id)["base"]["accuracy"]
+    log = layout.agent_log.read_text()
+    assert "Read-only file system" in log and "tried" in log
+    assert "tampered" not in (layout.pristine / "evaluate.py").read_text()
+    assert not (small_model.parents[1] / "planted").exists() and small_model.is_dir()
+    assert [s["status"] for s in store.stages(row.id)] == ["done"] * 5
+    score = json.loads((layout.root / "score.json").read_text())
+    assert score["source"] == "base" and score["final"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_agent_model_is_vetted_and_scored(tmp_path, small_model, bwrap):
+    script = (
+        "python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; "
+        "n='HuggingFaceTB/SmolLM2-135M-Instruct'; M.from_pretrained(n).save_pretrained('final_model'); "
+        "T.from_pretrained(n).save_pretrained('final_model')\" && "
+        "echo '{\"max_new_tokens\": 1}' > final_model/generation_config.json && "
+        "echo 'import os' > final_model/modeling_x.py"
+    )
+    store, layout, row = _run(tmp_path, script, hours=0.05)
+    assert row.status == "done" and row.score_source == "final", row.error
+    metrics = store.metrics(row.id)
+    assert set(metrics) == {"base", "final"} and metrics["final"]["n_samples"] == 1
+    collected = sorted(p.name for p in layout.final_model.iterdir())
+    assert "generation_config.json" not in collected and "modeling_x.py" not in collected
+    assert json.loads(layout.agent_exit.read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_agent_over_budget_is_killed_and_scored_as_base(tmp_path, small_model, bwrap):
+    store, layout, row = _run(tmp_path, "setsid sleep 1000 & sleep 1000", hours=3 / 3600)
+    exit_info = json.loads(layout.agent_exit.read_text())
+    assert exit_info["status"] == "timed_out"
+    assert row.score_source == "base"
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True).stdout.split()
+    assert not leftovers
