@@ -250,8 +250,9 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
     """Scan the run's task/ and home/ (with the download caches in it) for test items.
 
     More than `tolerance` distinct items of the run's own benchmark in files the agent wrote is contamination.
-    Copies in download caches and other benchmarks' items are reported without a flag: a cached dataset with a
-    test split, or another benchmark's test set, is not training on this benchmark's test items."""
+    Copies in download caches and in evaluation output, and other benchmarks' items, are reported without a flag:
+    a cached dataset with a test split, the agent's own evaluation records, or another benchmark's test set are not
+    training on this benchmark's test items."""
     index = index or default_index()
     started = time.process_time()
     scanned, size, formats = 0, 0, Counter()
@@ -291,7 +292,7 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
         "formats": dict(formats),
         "items_in_workspace": len(own),
         "items_in_caches": len(items("cache", True)),
-        "items_in_evaluation_logs": len(items("evaluation", True)),
+        "items_in_evaluation_output": len(items("evaluation", True)),
         "other_benchmarks_items": len(items("workspace", False) | items("cache", False)),
         "tolerance": tolerance,
         "index_items": len(index.items),
@@ -301,6 +302,10 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
     if numbers["items_in_caches"]:
         notes.append(f"{numbers['items_in_caches']} {benchmark.id} test item(s) in download caches "
                      "(a downloaded dataset with a test split; training on it would show in the agent's own files)")
+    if numbers["items_in_evaluation_output"]:
+        by_eval = Counter(m.file for m in matches if m.kind == "evaluation" and m.benchmark == benchmark.id)
+        notes.append(f"{numbers['items_in_evaluation_output']} {benchmark.id} test item(s) in evaluation output, "
+                     f"not flagged: {', '.join(f'{f} ({n})' for f, n in by_eval.most_common(3))}")
     if numbers["other_benchmarks_items"]:
         notes.append(f"{numbers['other_benchmarks_items']} test item(s) of other benchmarks found")
     if len(own) > tolerance:

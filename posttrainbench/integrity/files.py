@@ -1,13 +1,16 @@
 """The files an agent left behind, what kind each is, and their text in pieces that can be scanned.
 
 Kinds: `workspace` (anything the agent wrote: its data, scripts, outputs), `cache` (what libraries downloaded for
-it: the Hugging Face, pip and torch caches), `evaluation` (inspect logs written by evaluate.py, which hold the test
-items the agent was allowed to look at). The agent CLIs' own state (session transcripts) is left out: it is the
-trajectory, not data.
+it: the Hugging Face, pip and torch caches), `evaluation` (inspect logs written by evaluate.py, and files whose name
+or folder says they hold evaluation output: predictions, results, scores, error analyses). Looking at test items
+is allowed, and agents often save their own evaluations with the questions and the gold answers next to the
+model's; such files are reported, not flagged. The agent CLIs' own state (session transcripts) is left out: it is
+the trajectory, not data.
 """
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,12 @@ class Found:
     kind: str  # workspace | cache | evaluation
 
 
+# Words (or their starts) that name evaluation output, matched against the file's and its folder's name.
+EVALUATION_WORDS = ("eval", "pred", "result", "output", "metric", "score", "analys", "error", "fail", "debug",
+                    "inspect", "judg")
+EVALUATION_NAMES = {"log", "logs"}
+
+
 def _under(rel: str, prefixes: tuple[str, ...]) -> bool:
     return any(rel == p or rel.startswith(p + "/") for p in prefixes)
 
@@ -47,6 +56,11 @@ def _is_inspect_log(path: Path) -> bool:
     with path.open("rb") as handle:
         head = handle.read(4096)
     return head.lstrip().startswith(b"{") and b'"eval"' in head and b'"task_id"' in head and b'"run_id"' in head
+
+
+def _named_as_evaluation(path: Path) -> bool:
+    words = re.findall(r"[a-z]+", f"{path.parent.name} {path.name}".lower())
+    return any(w.startswith(EVALUATION_WORDS) or w in EVALUATION_NAMES for w in words)
 
 
 def walk(run_dir: Path, roots: tuple[str, ...] = ("task", "home")) -> Iterator[Found]:
@@ -74,7 +88,7 @@ def walk(run_dir: Path, roots: tuple[str, ...] = ("task", "home")) -> Iterator[F
                     continue
                 if root_name == "home" and _under(home_rel, CACHES):
                     kind = "cache"
-                elif _is_inspect_log(path):
+                elif _named_as_evaluation(path) or _is_inspect_log(path):
                     kind = "evaluation"
                 else:
                     kind = "workspace"
