@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from posttrainbench.agents import launch_for
 from posttrainbench.agents.base import AgentContext, AgentLaunch
 
 MAX_CRASHES_IN_A_ROW = 3
@@ -44,8 +45,7 @@ def run_with_reprompt(
     """Run the agent, then resume it while more than `ctx.agent.reprompt_minutes` remain before `deadline`
     (a `clock()` value). `run_once(launch, seconds_left)` runs one session in the sandbox (writing launch.files
     first). `stop()` returns a reason when the run must end anyway (the metering proxy's stop_reason)."""
-    launch = importlib.import_module(f"posttrainbench.agents.{ctx.agent.scaffold}").prepare(ctx)
-    outcomes = [run_once(launch, deadline - clock())]
+    outcomes = [run_once(launch_for(ctx), deadline - clock())]
     threshold = ctx.agent.reprompt_minutes
     crashes = 0
     while threshold is not None:
