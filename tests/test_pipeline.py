@@ -117,3 +117,22 @@ def test_agent_over_budget_is_killed_and_scored_as_base(tmp_path, small_model, b
     assert row.score_source == "base"
     leftovers = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True).stdout.split()
     assert not leftovers
+
+
+def test_instruct_twin_spec():
+    from posttrainbench.executors.baseline import instruct_twin
+
+    twin = instruct_twin("qwen3-1.7b-base")
+    assert (twin.hf_id, twin.source.revision) == ("Qwen/Qwen3-1.7B", "70d244cc86ccca08cf5af4e1e306ecf908b1ad5e")
+    assert twin.chat_template == "qwen3.jinja"
+
+
+@pytest.mark.slow
+def test_zeroshot_baseline_is_stored_like_a_run(tmp_path, small_model):
+    from posttrainbench.executors.baseline import run_baseline
+
+    store = Store(tmp_path / "store.sqlite")
+    row = run_baseline(store, "zeroshot", "smollm2-135m", "humaneval", limit=1, max_tokens=16, log=lambda _: None)
+    assert (row.kind, row.agent, row.status, row.score_source) == ("baseline", "base-zeroshot", "done", "final")
+    assert store.metrics(row.id)["final"]["n_samples"] == 1
+    assert (Path(row.run_dir) / "results" / "final" / "metrics.json").is_file()

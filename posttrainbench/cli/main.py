@@ -269,6 +269,24 @@ def scores(
 
 
 @app.command()
+def baseline(
+    kind: Annotated[str, typer.Argument(help="zeroshot (the base model), instruct (its official twin) or reference")],
+    model: Annotated[str, typer.Option(help="base model id")],
+    benchmark: Annotated[str, typer.Option(help="benchmark id")],
+    limit: Annotated[int | None, typer.Option(help="first N items only")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item")] = None,
+    hours: Annotated[float, typer.Option(help="budget of the reference agent")] = 10.0,
+    gpus: Annotated[int, typer.Option(help="GPUs of the reference agent")] = 1,
+) -> None:
+    """Measure a baseline and store it like a run (the leaderboard's base, instruct and reference rows)."""
+    from posttrainbench.executors.baseline import run_baseline
+
+    row = run_baseline(_store(), kind, model, benchmark, limit=limit, max_tokens=max_tokens, hours=hours,
+                       gpus=gpus, log=log)
+    _print_runs([row])
+
+
+@app.command()
 def report(
     out_dir: Annotated[Path, typer.Option(help="folder for the static site")] = Path("ptb-report"),
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,

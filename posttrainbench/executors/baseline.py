@@ -1,0 +1,65 @@
+"""Measured baselines, stored like runs (kind 'baseline'): the base model zero-shot, the official instruct
+twin, and the reference agent. Each row's agent name matches the published baselines' so the leaderboard
+puts measured and published numbers side by side (measured ones win)."""
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from posttrainbench import models, paths
+from posttrainbench.errors import PtbError
+from posttrainbench.executors.evaluate import run_evaluation
+from posttrainbench.executors.pipeline import create_run, execute
+from posttrainbench.specs import AgentSpec, RunSpec, get_benchmark, get_model
+from posttrainbench.store import RunRow, Store
+
+KINDS = ("zeroshot", "instruct", "reference")
+AGENT_NAMES = {"zeroshot": "base-zeroshot", "instruct": "instruct", "reference": "reference"}
+
+
+def instruct_twin(model_id: str):
+    """The instruct twin as a model spec of its own, fetched at its pinned revision."""
+    base = get_model(model_id)
+    if not base.instruct_twin or base.instruct_source is None:
+        raise PtbError(f"model {base.id} has no instruct twin in the catalog")
+    return base.model_copy(update={"id": f"{base.id}-instruct", "hf_id": base.instruct_twin,
+                                   "source": base.instruct_source, "instruct_twin": None,
+                                   "instruct_source": None})
+
+
+def run_baseline(store: Store, kind: str, model_id: str, benchmark: str, *, limit: int | None = None,
+                 max_tokens: int | None = None, hours: float = 10.0, gpus: int = 1,
+                 log: Callable[[str], None] = print) -> RunRow:
+    if kind not in KINDS:
+        raise PtbError(f"unknown baseline '{kind}'; valid: {', '.join(KINDS)}")
+    base = get_model(model_id)
+    get_benchmark(benchmark)
+    if kind == "reference":
+        spec = RunSpec(agent=AgentSpec(scaffold="reference"), model=base.id, benchmark=benchmark, hours=hours,
+                       gpus=gpus, limit=limit, max_tokens=max_tokens)
+        manifest = create_run(spec, store, kind="baseline")
+        return execute(paths.runs_dir() / manifest.run_id, store, log=log)
+
+    evaluated = instruct_twin(base.id) if kind == "instruct" else base
+    model_dir = models.fetch(evaluated)
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    run_dir = paths.runs_dir() / run_id
+    spec = {"source": "measured", "evaluated": evaluated.hf_id, "limit": limit, "max_tokens": max_tokens}
+    store.add_run(run_id, kind="baseline", agent=AGENT_NAMES[kind], model=base.id, benchmark=benchmark, seed=0,
+                  hours=0.0, run_dir=run_dir, spec=spec)
+    store.set_status(run_id, "running")
+    store.stage_start(run_id, "evaluate")
+    try:
+        metrics = run_evaluation(model_dir, benchmark, base_model=base.id, out_dir=run_dir / "results" / "final",
+                                 limit=limit, max_tokens=max_tokens, label=evaluated.hf_id, log=log)
+    except BaseException as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        store.stage_end(run_id, "evaluate", error=message)
+        store.set_status(run_id, "failed", message)
+        raise
+    store.stage_end(run_id, "evaluate")
+    store.put_metrics(run_id, "final", metrics)
+    store.update(run_id, score=metrics["accuracy"], score_source="final")
+    store.set_status(run_id, "done")
+    return store.get(run_id)
+
