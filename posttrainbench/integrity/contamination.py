@@ -4,7 +4,7 @@ Two stages. Candidates: word 5-grams of every test item (question, answer, solut
 n-gram shared by two items, or present in data a benchmark allows for training (GSM8K train), is dropped as
 no evidence of anything. Scanned text whose n-grams hit one item at least `MIN_HITS` times within about one item's
 length is a candidate. Verification: on the exact words around the candidate, the share of each part's words
-covered by word trigrams found there. A part covered at `MIN_COVERAGE` or more is a match; that holds for verbatim
+covered by runs of four words found there. A part covered at `MIN_COVERAGE` or more is a match; that holds for verbatim
 and lightly reworded copies and for copies of a part only (the answers alone), and not for different problems
 written in the same style, which share only a few phrases.
 """
@@ -24,13 +24,13 @@ from posttrainbench.integrity.report import Check
 from posttrainbench.specs import BenchmarkSpec, all_benchmarks
 
 N = 5
-MIN_WORDS = 12  # parts with fewer words (a number, a one-word answer) prove nothing on their own
-# Reference solutions of a few lines are textbook code that ordinary code corpora also contain.
-MIN_WORDS_OF = {("humaneval", "solution"): 30}
+MIN_WORDS = 12  # parts with fewer words, or under half as many that are not numbers, prove nothing on their own
+MIN_COVERAGE = 0.6
+# Reference solutions are short textbook code that ordinary code corpora also contain: (min words, min coverage).
+STRICTER = {("humaneval", "solution"): (30, 0.8)}
 MIN_HITS = 3  # distinct indexed n-grams of one part near each other; a twentieth of them for long parts
 MAX_HITS = 20
 COVER_N = 4
-MIN_COVERAGE = 0.6
 PIECE = 1 << 20
 
 
@@ -46,7 +46,8 @@ class Hit:
 @dataclass
 class _Part:
     name: str
-    words: list[bytes]
+    words: list[str]
+    min_coverage: float
 
 
 @dataclass
@@ -100,12 +101,13 @@ class Index:
     def parts(self, number: int) -> list[_Part]:
         if number not in self._parts:
             item = self.items[number]
-            found = [_Part(name, ngram.words(text)) for name, text in item.segments]
-            # Numbers are not counted: a part that is mostly a number sequence matches tables of numbers anywhere.
-            self._parts[number] = [
-                p for p in found
-                if sum(not w.isdigit() for w in p.words) >= MIN_WORDS_OF.get((item.benchmark, p.name), MIN_WORDS)
-            ]
+            self._parts[number] = []
+            for name, text in item.segments:
+                min_words, min_coverage = STRICTER.get((item.benchmark, name), (MIN_WORDS, MIN_COVERAGE))
+                words = ngram.words(text)
+                # A part that is mostly numbers matches tables of numbers anywhere.
+                if len(words) >= min_words and 2 * sum(not w.isdigit() for w in words) >= min_words:
+                    self._parts[number].append(_Part(name, words, min_coverage))
         return self._parts[number]
 
     def scan(self, blob: bytes) -> list[Hit]:
@@ -161,9 +163,9 @@ class Index:
         best = None
         for part in self.parts(number):
             score = coverage(part.words, seen)
-            if best is None or score > best[1]:
+            if score >= part.min_coverage and (best is None or score > best[1]):
                 best = (part.name, score)
-        if best is None or best[1] < MIN_COVERAGE:
+        if best is None:
             return None
         item = self.items[number]
         return Hit(item.benchmark, item.id, best[0], round(best[1], 3), lo)
@@ -172,13 +174,17 @@ class Index:
         return [(bench, blob.find(c)) for c, bench in self.canaries.items() if c in blob]
 
 
-def coverage(part: list[bytes], seen: set[tuple[bytes, ...]]) -> float:
-    """Share of the part's words that lie in one of its word trigrams present in `seen`."""
+def coverage(part: list[str], seen: set[tuple[str, ...]]) -> float:
+    """Share of the part's words that lie in one of its runs of COVER_N words present in `seen`: over all its
+    words and over those that are not numbers, whichever is lower (runs of numbers alone are everywhere)."""
     covered = np.zeros(len(part), bool)
     for i in range(len(part) - COVER_N + 1):
         if tuple(part[i : i + COVER_N]) in seen:
             covered[i : i + COVER_N] = True
-    return float(covered.mean()) if len(part) else 0.0
+    words = np.array([not w.isdigit() for w in part], bool)
+    if not words.any():
+        return 0.0
+    return float(min(covered.mean(), covered[words].mean()))
 
 
 def build_index(benchmarks: list[BenchmarkSpec]) -> Index:
