@@ -88,11 +88,11 @@ def test_verbatim_test_items_in_training_data(run, test_rows):
     check = report.checks["contamination"]
     assert check.numbers["items_in_workspace"] == 40
     assert "task/data/mix.jsonl" in check.reason
+    # Evidence in file order: the first test item went in at line 6.
     first = check.evidence[0]
-    assert first["file"] == "task/data/mix.jsonl" and first["kind"] == "workspace"
-    # The first test item went in at line 6.
-    assert {"where": "line 6", "item": "1"}.items() <= next(e for e in check.evidence if e["item"] == "1").items()
-    assert test_rows[0]["question"][:40] in first["excerpt"] or first["item"] != "1"
+    assert {"file": "task/data/mix.jsonl", "kind": "workspace", "where": "line 6", "item": "1"}.items() <= first.items()
+    assert first["excerpt"].startswith("Janet\\u2019s ducks lay 16 eggs per day.")  # the file as written
+    assert [e["where"] for e in check.evidence[:3]] == ["line 6", "line 16", "line 26"]
 
 
 def test_paraphrased_test_items_in_a_csv(run, test_rows):

@@ -289,7 +289,7 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
 
     own = items("workspace", True)
     by_file = Counter(m.file for m in matches if m.kind == "workspace" and m.benchmark == benchmark.id)
-    matches.sort(key=lambda m: (m.benchmark != benchmark.id, m.kind != "workspace", m.file, m.where))
+    matches.sort(key=lambda m: (m.benchmark != benchmark.id, m.kind != "workspace", m.file, int(m.where.split()[-1])))
     numbers = {
         "files_scanned": scanned,
         "bytes_scanned": size,

@@ -41,7 +41,7 @@ def combine(run_id: str, checks: dict[str, Check]) -> IntegrityReport:
     for name, check in checks.items():
         for flag in check.flags:
             flags[flag] = True
-            reasons.append(f"{flag}: {check.reason} ({name})")
+            reasons.append(f"{flag}: {check.reason}" + ("" if name == flag else f" ({name})"))
     return IntegrityReport(
         run_id=run_id,
         checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
