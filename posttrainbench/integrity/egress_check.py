@@ -63,7 +63,7 @@ def _is_llm(record: dict) -> bool:
 
 
 def _got_through(record: dict) -> bool:
-    if record.get("allowed") is False:
+    if record.get("allowed") is False or record.get("error"):
         return False
     status = record.get("status")
     return not (isinstance(status, int) and status >= 400)
@@ -120,7 +120,7 @@ def check(run_dir: Path, manifest: RunManifest) -> Check:
         hashes = test_file_hashes()
         test_downloads = [r | {"test_file": hashes[r["sha256"]]} for r in records if r.get("sha256") in hashes]
         twin = (manifest.model.instruct_twin or "").lower()
-        twin_requests = [r for r in records if twin and twin in str(r.get("path", "")).lower()]
+        twin_requests = [r for r in records if twin and twin in f"{r.get('repo')} {r.get('path')}".lower()]
         numbers |= {"egress_requests": len(records), "denied": len(denied), "llm_api_direct": len(direct),
                     "llm_api_denied": len(llm) - len(direct), "test_file_downloads": len(test_downloads),
                     "instruct_twin_requests": len(twin_requests)}

@@ -26,7 +26,6 @@ VERDICT_NAMES = {
     "judgement.json",
     "judge_output.json",
     "judge_output.txt",
-    "judge_verdict.json",
 }
 # The original harness took task/metrics.json as the final score. evaluate.py writes the keys below into every
 # metrics.json of its own; one with an accuracy but without them was written by hand.
