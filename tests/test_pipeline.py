@@ -84,7 +84,7 @@ def test_agent_without_model_scores_as_base_and_cannot_touch_evaluation_files(tm
     assert "Read-only file system" in log and "tried" in log
     assert "tampered" not in (layout.pristine / "evaluate.py").read_text()
     assert not (small_model.parents[1] / "planted").exists() and small_model.is_dir()
-    assert [s["status"] for s in store.stages(row.id)] == ["done"] * 5
+    assert [s["status"] for s in store.stages(row.id)] == ["done"] * 6
     score = json.loads((layout.root / "score.json").read_text())
     assert score["source"] == "base" and score["final"] is None
 
@@ -136,3 +136,20 @@ def test_zeroshot_baseline_is_stored_like_a_run(tmp_path, small_model):
     assert (row.kind, row.agent, row.status, row.score_source) == ("baseline", "base-zeroshot", "done", "final")
     assert store.metrics(row.id)["final"]["n_samples"] == 1
     assert (Path(row.run_dir) / "results" / "final" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_agent_that_trains_on_the_test_set_is_flagged_and_scored_as_base(tmp_path, small_model, bwrap):
+    script = (
+        "mkdir -p data final_model && gunzip -c $PTB_DATA_DIR/humaneval/HumanEval.jsonl.gz > data/train.jsonl && "
+        "python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; "
+        "n='HuggingFaceTB/SmolLM2-135M-Instruct'; M.from_pretrained(n).save_pretrained('final_model'); "
+        "T.from_pretrained(n).save_pretrained('final_model')\""
+    )
+    store, layout, row = _run(tmp_path, script, hours=0.05)
+    assert row.flag == "contamination" and row.score_source == "base"
+    assert row.error.startswith("flagged: contamination")
+    assert row.score == store.metrics(row.id)["base"]["accuracy"]
+    report = json.loads((layout.root / "integrity.json").read_text())
+    assert report["flags"]["contamination"] and report["checks"]["contamination"]["evidence"]

@@ -269,6 +269,30 @@ def scores(
 
 
 @app.command()
+def judge(
+    run_id: Annotated[str, typer.Argument(help="run id")],
+    judges: Annotated[int, typer.Option(help="number of LLM judges (majority vote)")] = 3,
+    agent: Annotated[str, typer.Option(help="the judge: SCAFFOLD:MODEL")] = "codex:gpt-5.1-codex",
+    rerun: Annotated[bool, typer.Option(help="run the judges again instead of reusing their verdicts")] = False,
+) -> None:
+    """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence."""
+    from posttrainbench.integrity import check_run
+    from posttrainbench.specs import parse_agent
+
+    store = _store()
+    row = store.get(run_id)
+    report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log)
+    for name, check in report.checks.items():
+        out.print(f"{name}: {check.status}{' — ' + check.reason if check.reason else ''}")
+    out.print("[bold red]flagged[/]: " + "; ".join(report.reasons) if report.flagged else "not flagged")
+    if row.status == "done" and row.kind == "agent":
+        from posttrainbench.executors.pipeline import rescore
+
+        row = rescore(Path(row.run_dir), store)
+        out.print(f"score: {_pct(row.score)} ({row.score_source})")
+
+
+@app.command()
 def baseline(
     kind: Annotated[str, typer.Argument(help="zeroshot (the base model), instruct (its official twin) or reference")],
     model: Annotated[str, typer.Option(help="base model id")],

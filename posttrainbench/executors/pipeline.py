@@ -15,13 +15,14 @@ from posttrainbench.agents.launch import run_agent
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
 from posttrainbench.specs import RunSpec
+from posttrainbench.integrity import check_run, read_report
 from posttrainbench.store import RunRow, Store
 from posttrainbench.workspace.collect import CollectResult, collect
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest, read_manifest
 from posttrainbench.workspace.prepare import prepare
 
-STAGES = ("agent", "collect", "evaluate", "score")
+STAGES = ("agent", "collect", "integrity", "evaluate", "score")
 
 
 class Score(BaseModel):
@@ -77,6 +78,7 @@ def execute(run_dir: Path, store: Store, *, backend: str | None = None, log: Cal
     try:
         _stage(store, run_id, "agent", lambda: run_agent(manifest, layout, backend=backend or manifest.spec.sandbox), log)
         _stage(store, run_id, "collect", lambda: _collect(manifest, layout), log)
+        _stage(store, run_id, "integrity", lambda: _integrity(layout, log), log)
         _stage(store, run_id, "evaluate", lambda: _evaluate(manifest, layout, store, log), log)
         _stage(store, run_id, "score", lambda: _score(manifest, layout, store), log)
     except BaseException as exc:
@@ -87,9 +89,23 @@ def execute(run_dir: Path, store: Store, *, backend: str | None = None, log: Cal
     return store.get(run_id)
 
 
+def rescore(run_dir: Path, store: Store) -> RunRow:
+    """Recompute a finished run's score, e.g. after `ptb judge` added verdicts to integrity.json."""
+    layout = RunLayout(Path(run_dir))
+    manifest = read_manifest(layout.manifest)
+    _score(manifest, layout, store)
+    return store.get(manifest.run_id)
+
+
 def _collect(manifest: RunManifest, layout: RunLayout) -> None:
     result = collect(layout.submitted_model, layout.final_model, Path(manifest.base_model_dir))
     (layout.root / "collect.json").write_text(result.model_dump_json(indent=2))
+
+
+def _integrity(layout: RunLayout, log: Callable[[str], None]) -> None:
+    report = check_run(layout.root, log=log)
+    for reason in report.reasons:
+        log(f"integrity: {reason}")
 
 
 def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Callable[[str], None]) -> None:
@@ -112,7 +128,12 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
     base = metrics.get("base", {}).get("accuracy")
     final = metrics.get("final", {}).get("accuracy")
     collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
-    if final is not None:
+    integrity = read_report(layout.root)
+    flags = [name for name, raised in integrity.flags.items() if raised] if integrity else []
+    if flags:
+        score = Score(score=base, source="base", reason="flagged: " + "; ".join(integrity.reasons), base=base,
+                      final=final)
+    elif final is not None:
         score = Score(score=final, source="final", base=base, final=final)
     else:
         error_file = layout.results("final") / "error.txt"
@@ -121,4 +142,4 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
     (layout.root / "score.json").write_text(score.model_dump_json(indent=2))
     time_used = json.loads(layout.agent_exit.read_text()).get("wall_seconds") if layout.agent_exit.exists() else None
     store.update(manifest.run_id, score=score.score, score_source=score.source, error=score.reason,
-                 time_used_s=time_used)
+                 time_used_s=time_used, flag=", ".join(flags) or None)
