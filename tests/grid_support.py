@@ -1,8 +1,9 @@
 """A small grid of scripted `command` agents for the grid executor tests, and what its results must be.
 
 Two agents × two seeds on SmolLM2 / GSM8K (2 items): `stopper` copies a tiny model that ends every answer at
-once (so its evaluation costs one forward pass per item) and `crasher` exits 3 without a model, which is the
-agent's own failure (a result scored as the base model), never a retry. Each agent writes the GPUs it saw and
+once (so its evaluation costs one forward pass per item; being another architecture than the base, the
+integrity stage flags it and the run scores as the base model) and `crasher` exits 3 without a model, which is
+the agent's own failure (a result scored as the base model), never a retry. Each agent writes the GPUs it saw and
 when it ran to gpu.txt in its run dir, so tests can check that no two runs overlapped on a GPU."""
 
 import shutil
@@ -12,8 +13,9 @@ import yaml
 
 CELLS = [f"{agent}/smollm2-135m/gsm8k/{seed}" for agent in ("stopper", "crasher") for seed in (0, 1)]
 NO_MODEL = "the agent left no final_model folder"
-EXPECTED = {key: ("done", "final", 0.0, None) if key.startswith("stopper") else ("done", "base", 0.0, NO_MODEL)
-            for key in CELLS}
+SWAPPED = ("flagged: disallowed_model: final_model is not the base architecture (model_type: base 'llama', "
+           "submitted 'qwen3') (lineage)")
+EXPECTED = {key: ("done", "base", 0.0, SWAPPED if key.startswith("stopper") else NO_MODEL) for key in CELLS}
 RECORD = 'echo "$CUDA_VISIBLE_DEVICES $(date +%s.%N)" > ../gpu.txt'
 
 
