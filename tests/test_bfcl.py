@@ -220,14 +220,7 @@ def test_task_offers_the_function_as_a_tool_and_summarizes(shared_data, tmp_path
     assert bfcl.summarize(log) == {"share_match": 0.75, "share_no_call": 0.25}
 
 
-SMOLLM3_READS_XML_TOOLS_ONLY = pytest.mark.xfail(
-    strict=True, reason="smollm3.jinja renders `xml_tools` only; PostTrainBench's smollm.jinja also took `tools`"
-)
-
-
-@pytest.mark.parametrize(
-    "template", ["qwen3.jinja", pytest.param("smollm3.jinja", marks=SMOLLM3_READS_XML_TOOLS_ONLY), "gemma3_tool.jinja"]
-)
+@pytest.mark.parametrize("template", ["qwen3.jinja", "smollm3.jinja", "gemma3_tool.jinja"])
 def test_tool_templates_show_the_function_to_the_model(small_model, samples, template):
     """What the hf backend does with a tool: json_schema_dump(ToolInfo) into apply_chat_template(tools=...)."""
     from inspect_ai.util._json import json_schema_dump
