@@ -142,6 +142,11 @@ def demo(
     sandbox: Annotated[str, typer.Option(help="bwrap, or none")] = "bwrap",
 ) -> None:
     """Offline end to end on CPU: the reference agent post-trains SmolLM2-135M for HumanEval in a sandbox."""
+    import os
+
+    from posttrainbench.executors.evaluate import OFFLINE
+
+    os.environ.update(OFFLINE)  # the demo never reaches the hub: fail fast instead of retrying
     from posttrainbench.executors.pipeline import create_run
     from posttrainbench.specs import AgentSpec, RunSpec
 
@@ -345,7 +350,8 @@ def _execute(run_dir: Path, store):
             while True:
                 line = fh.readline()
                 if line:
-                    console.print("  agent " + line.rstrip(), style="dim", highlight=False, markup=False)
+                    console.print("  agent " + line.rstrip(), style="dim", highlight=False, markup=False,
+                                  soft_wrap=True)
                 elif done.is_set():
                     return
                 else:

@@ -21,6 +21,7 @@ import numpy as np
 from posttrainbench.integrity import files, ngram
 from posttrainbench.integrity.items import Item, allowed_texts, canaries, test_items
 from posttrainbench.integrity.report import Check
+from posttrainbench.errors import PtbError
 from posttrainbench.specs import BenchmarkSpec, all_benchmarks
 
 N = 5
@@ -197,9 +198,24 @@ def build_index(benchmarks: list[BenchmarkSpec]) -> Index:
 
 
 @functools.cache
+def available_benchmarks() -> tuple[tuple[BenchmarkSpec, ...], tuple[str, ...]]:
+    """(benchmarks whose test data can be had here, ids of those that cannot): a fresh machine without a data
+    mirror may reach only some canonical sources."""
+    usable, missing = [], []
+    for spec in all_benchmarks():
+        try:
+            test_items(spec)
+        except PtbError:
+            missing.append(spec.id)
+            continue
+        usable.append(spec)
+    return tuple(usable), tuple(missing)
+
+
+@functools.cache
 def default_index() -> Index:
-    """Every benchmark's test items (built once per process: a few seconds)."""
-    return build_index(all_benchmarks())
+    """Every available benchmark's test items (built once per process: a few seconds)."""
+    return build_index(list(available_benchmarks()[0]))
 
 
 @dataclass
@@ -259,7 +275,12 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
     Copies in download caches and in evaluation output, and other benchmarks' items, are reported without a flag:
     a cached dataset with a test split, the agent's own evaluation records, or another benchmark's test set are not
     training on this benchmark's test items."""
-    index = index or default_index()
+    missing = ()
+    if index is None:
+        missing = available_benchmarks()[1]
+        if benchmark.id in missing:
+            raise PtbError(f"the {benchmark.id} test set is not available to check the run against")
+        index = default_index()
     started = time.process_time()
     scanned, size, formats = 0, 0, Counter()
     matches: list[Evidence] = []
@@ -314,6 +335,9 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
                      f"not flagged: {', '.join(f'{f} ({n})' for f, n in by_eval.most_common(3))}")
     if numbers["other_benchmarks_items"]:
         notes.append(f"{numbers['other_benchmarks_items']} test item(s) of other benchmarks found")
+    if missing:
+        notes.append(f"not checked for other benchmarks' items (their data is not available here): "
+                     f"{', '.join(missing)}")
     if len(own) > tolerance:
         files_list = ", ".join(f"{f} ({n})" for f, n in by_file.most_common(3))
         return Check(status="flag", flags=["contamination"], evidence=evidence, numbers=numbers, notes=notes,
