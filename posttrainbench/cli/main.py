@@ -136,7 +136,7 @@ def _print_egress(run_dir: Path) -> None:
 
 @app.command()
 def demo(
-    hours: Annotated[float, typer.Option(help="the reference agent's budget")] = 0.05,
+    hours: Annotated[float, typer.Option(help="the reference agent's budget")] = 0.1,
     limit: Annotated[int, typer.Option(help="HumanEval items evaluated")] = 20,
     max_tokens: Annotated[int, typer.Option(help="generated tokens per item")] = 320,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none")] = "bwrap",
@@ -394,6 +394,8 @@ def _print_runs(rows) -> None:
     from rich.table import Table
 
     table = Table("run", "agent", "model", "benchmark", "seed", "status", "score", "time used")
+    for column in table.columns:
+        column.overflow = "fold"
     for row in rows:
         used = f"{row.time_used_s / 60:.1f} min" if row.time_used_s is not None else "—"
         score = _pct(row.score) + (" (base)" if row.score_source == "base" else "")
