@@ -3,11 +3,13 @@
 import json
 import re
 import statistics
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from posttrainbench.agents.trajectory import working_seconds
 from posttrainbench.errors import PtbError
 from posttrainbench.scoring import (
     all_tables,
@@ -117,6 +119,10 @@ def _add(store, root, run_id, *, agent="claude:opus", kind="agent", bench="gsm8k
     store.update(run_id, **fields)
     if usage:
         (run_dir / "logs" / "metering.jsonl").write_text("\n".join(json.dumps(u) for u in usage) + "\n")
+        # what the agent stage records: wall time less the time blocked on provider retries
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        working = working_seconds(start.isoformat(), (start + timedelta(seconds=time_used_s)).isoformat(), usage)
+        (run_dir / "logs" / "agent_exit.json").write_text(json.dumps({"working_time_s": working}))
     store.set_status(run_id, status, "agent crashed" if status == "failed" else None)
     return run_dir
 

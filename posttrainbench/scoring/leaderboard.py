@@ -114,7 +114,7 @@ def _run_score(store: Store, row: RunRow) -> RunScore:
     if row.kind == "agent" and row.time_used_s is not None and row.hours > 0:
         rs.time_used = row.time_used_s / (row.hours * 3600)
     if rs.run_dir and Path(rs.run_dir).is_dir():
-        usage = run_usage(Path(rs.run_dir), row.time_used_s)
+        usage = run_usage(Path(rs.run_dir))
         rs.working_time_s, rs.cost_usd = usage.working_time_s, usage.cost_usd
         rs.input_tokens, rs.output_tokens = usage.input_tokens, usage.output_tokens
     if row.status != "done":

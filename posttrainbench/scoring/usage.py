@@ -3,7 +3,6 @@ t, input_tokens, output_tokens, cost_usd, retry_s, ...) or, without it, the prox
 trajectory.jsonl. Absent artifacts give None, never zero."""
 
 import json
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -41,16 +40,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def run_usage(run_dir: Path, time_used_s: float | None = None) -> Usage:
-    """Working time is `working_time_s` from agent_exit.json or the manifest when a stage recorded it, else
-    `time_used_s` minus the time LLM calls spent blocked on provider retries (from the metering log)."""
+def run_usage(run_dir: Path) -> Usage:
+    """Tokens and cost from the metering log (or the trajectory's proxy totals); working time as the agent stage
+    recorded it in agent_exit.json (wall time less the time blocked on provider retries)."""
     run_dir = Path(run_dir)
     usage = Usage()
-    calls: list[dict] = []
     metering = find(run_dir, METERING)
     if metering is not None:
-        calls = read_jsonl(metering)
-        _add(usage, calls)
+        _add(usage, read_jsonl(metering))
         usage.source = str(metering.relative_to(run_dir))
     elif (trajectory := find(run_dir, TRAJECTORY)) is not None:
         totals = [e for e in read_jsonl(trajectory) if e.get("kind") == "result" and e.get("source") == "proxy"]
@@ -60,34 +57,7 @@ def run_usage(run_dir: Path, time_used_s: float | None = None) -> Usage:
                           "cost_usd": totals[-1].get("cost_usd")}])
             usage.source = str(trajectory.relative_to(run_dir))
     usage.working_time_s = _recorded_working_time(run_dir)
-    if usage.working_time_s is None and time_used_s is not None and metering is not None:
-        usage.working_time_s = max(time_used_s - blocked_seconds(calls), 0.0)
     return usage
-
-
-def blocked_seconds(calls: list[dict]) -> float:
-    """Time during which at least one call waited on provider retries (overlaps counted once)."""
-    spans = []
-    for call in calls:
-        retry = call.get("retry_s")
-        if not retry or not call.get("t"):
-            continue
-        try:
-            start = datetime.fromisoformat(str(call["t"]).replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        spans.append((start, start + timedelta(seconds=retry)))
-    total, current = 0.0, None
-    for lo, hi in sorted(spans):
-        if current and lo <= current[1]:
-            current = (current[0], max(current[1], hi))
-            continue
-        if current:
-            total += (current[1] - current[0]).total_seconds()
-        current = (lo, hi)
-    if current:
-        total += (current[1] - current[0]).total_seconds()
-    return total
 
 
 def _add(usage: Usage, records: list[dict]) -> None:
