@@ -23,7 +23,7 @@ HUMANEVAL = get_benchmark("humaneval")
 
 
 def test_mirror_files_are_verified(shared_data):
-    assert data.data_file(GSM8K, "test") == shared_data / "gsm8k" / "test.jsonl"
+    assert data.data_file(GSM8K, "test") == (shared_data / "gsm8k" / "test.jsonl").resolve()
     assert len(data.read_jsonl(data.data_file(HUMANEVAL, "test"))) == 164
 
 
