@@ -1,10 +1,12 @@
 """One real run on a GPU machine: the reference agent post-trains a model of Qwen3-1.7B's exact shape (random
 weights: the hub is unreachable there) inside the bubblewrap sandbox with the GPU passed through; then the harness
-collects final_model and times batched generation of the collected model on the GPU.
+collects final_model, evaluates it on the GPU exactly as a run does (inspect-ai, transformers backend) and times
+plain batched decoding.
 
     PTB_DATA_DIR=DIR python benchmarks/gpu_run.py --tokenizer TOKENIZER_DIR [--minutes 8] [--benchmark gsm8k]
 
-Prints the agent's plan and training throughput, the sandbox exit, the collect result and decode tokens/s.
+Prints the agent's plan and training throughput, the sandbox exit, the collect result, the evaluation's metrics
+and decode tokens/s.
 Needs bwrap on PATH and a CUDA GPU."""
 
 import argparse
@@ -19,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
 
 from posttrainbench import models
 from posttrainbench.agents.launch import run_agent
+from posttrainbench.executors.evaluate import run_evaluation
 from posttrainbench.specs import AgentSpec, RunSpec, get_model
 from posttrainbench.workspace.collect import collect
 from posttrainbench.workspace.layout import RunLayout
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=8)
     parser.add_argument("--benchmark", default="gsm8k")
     parser.add_argument("--model", default="qwen3-1.7b-base")
+    parser.add_argument("--eval-limit", type=int, default=32, help="items of the GPU evaluation (0: skip it)")
+    parser.add_argument("--eval-max-tokens", type=int, default=256)
     args = parser.parse_args()
 
     start = time.time()
@@ -81,6 +86,13 @@ def main() -> None:
             print("  ", line[:300])
     result = collect(layout.submitted_model, layout.final_model, Path(manifest.base_model_dir))
     print("collect:", result.status, result.reason or "", json.dumps(sorted(result.files)), flush=True)
+    if result.status == "ok" and args.eval_limit:
+        started = time.time()
+        metrics = run_evaluation(layout.final_model, args.benchmark, base_model=args.model,
+                                 out_dir=layout.results("final"), limit=args.eval_limit,
+                                 max_tokens=args.eval_max_tokens, label="the collected model")
+        keys = ("accuracy", "n_samples", "output_tokens", "eval_seconds", "backend", "device")
+        print("evaluation:", {k: metrics.get(k) for k in keys}, f"wall {time.time() - started:.0f}s", flush=True)
     if result.status == "ok":
         for batch in (1, 16, 64):
             print(f"decode of the collected model, batch {batch}: {decode_speed(layout.final_model, batch):.0f} tok/s",
