@@ -9,7 +9,6 @@ benchmark's test file and keys found in the workspace.
 
 import fnmatch
 import functools
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -20,27 +19,12 @@ from posttrainbench.integrity import files
 from posttrainbench.integrity.report import Check
 from posttrainbench.specs import all_benchmarks
 from posttrainbench.workspace.manifest import RunManifest
+from posttrainbench.workspace.records import first_file, read_records
 
 EGRESS_LOGS = ("egress.jsonl", "logs/egress.jsonl")
 METERING_LOGS = ("logs/llm_calls.jsonl", "logs/metering.jsonl", "metering.jsonl")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_EVIDENCE = 50
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def first_existing(run_dir: Path, names: tuple[str, ...]) -> Path | None:
-    return next((run_dir / n for n in names if (run_dir / n).is_file()), None)
 
 
 def _host(record: dict) -> str:
@@ -110,10 +94,10 @@ def _keys_in_workspace(run_dir: Path, limit: int = 20) -> list[dict]:
 def check(run_dir: Path, manifest: RunManifest) -> Check:
     notes, evidence = [], []
     numbers: dict = {}
-    egress_path = first_existing(run_dir, EGRESS_LOGS)
+    egress_path = first_file(run_dir, EGRESS_LOGS)
     direct = []
     if egress_path is not None:
-        records = read_jsonl(egress_path)
+        records = read_records(egress_path)
         llm = [r for r in records if _is_llm(r)]
         direct = [r for r in llm if _got_through(r)]
         denied = [r for r in records if r.get("allowed") is False]
@@ -142,9 +126,9 @@ def check(run_dir: Path, manifest: RunManifest) -> Check:
                          f"({allowed} got through)")
     else:
         notes.append("no egress log: direct network use was not recorded")
-    metering_path = first_existing(run_dir, METERING_LOGS)
+    metering_path = first_file(run_dir, METERING_LOGS)
     if metering_path is not None:
-        calls = read_jsonl(metering_path)
+        calls = read_records(metering_path)
         models = Counter(str(c.get("model")) for c in calls)
         numbers |= {"metered_calls": len(calls), "metered_models": dict(models)}
         own = manifest.spec.agent.model

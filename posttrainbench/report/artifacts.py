@@ -6,7 +6,8 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from posttrainbench.scoring.usage import TRAJECTORY, find, read_jsonl
+from posttrainbench.scoring.usage import TRAJECTORY
+from posttrainbench.workspace.records import first_file, read_records
 from posttrainbench.workspace.layout import RunLayout
 
 MAX_TEXT = 4000  # characters of one trajectory field shown before it is cut
@@ -65,10 +66,10 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str | None:
 
 def trajectory(run_dir: Path) -> dict | None:
     """Steps of trajectory.jsonl with the fields the viewer shows; unknown fields kept under `extra`."""
-    path = find(run_dir, TRAJECTORY)
+    path = first_file(run_dir, TRAJECTORY)
     if path is None:
         return None
-    records = read_jsonl(path)
+    records = read_records(path)
     steps = [_step(i, rec) for i, rec in enumerate(records[:MAX_STEPS])]
     return {"steps": steps, "total": len(records), "shown": len(steps), "file": str(path.relative_to(run_dir))}
 
@@ -119,10 +120,10 @@ def _cut(value) -> str | None:
 
 def egress(run_dir: Path) -> dict | None:
     """Summary of egress.jsonl: totals, requests per host, denied requests and hashed downloads."""
-    path = find(run_dir, ("egress.jsonl", "logs/egress.jsonl"))
+    path = first_file(run_dir, ("egress.jsonl", "logs/egress.jsonl"))
     if path is None:
         return None
-    records = read_jsonl(path)
+    records = read_records(path)
     hosts: Counter = Counter()
     denied_hosts: Counter = Counter()
     volume: Counter = Counter()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from posttrainbench.workspace.records import first_file, read_records
+
 # Where the artifacts may lie, relative to the run directory, in order of preference.
 METERING = ("logs/metering.jsonl", "metering.jsonl")
 TRAJECTORY = ("trajectory.jsonl", "logs/trajectory.jsonl")
@@ -21,36 +23,17 @@ class Usage(BaseModel):
     source: str | None = None  # the file the tokens and cost came from
 
 
-def find(run_dir: Path, names: tuple[str, ...]) -> Path | None:
-    return next((run_dir / n for n in names if (run_dir / n).is_file()), None)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def run_usage(run_dir: Path) -> Usage:
     """Tokens and cost from the metering log (or the trajectory's proxy totals); working time as the agent stage
     recorded it in agent_exit.json (wall time less the time blocked on provider retries)."""
     run_dir = Path(run_dir)
     usage = Usage()
-    metering = find(run_dir, METERING)
+    metering = first_file(run_dir, METERING)
     if metering is not None:
-        _add(usage, read_jsonl(metering))
+        _add(usage, read_records(metering))
         usage.source = str(metering.relative_to(run_dir))
-    elif (trajectory := find(run_dir, TRAJECTORY)) is not None:
-        totals = [e for e in read_jsonl(trajectory) if e.get("kind") == "result" and e.get("source") == "proxy"]
+    elif (trajectory := first_file(run_dir, TRAJECTORY)) is not None:
+        totals = [e for e in read_records(trajectory) if e.get("kind") == "result" and e.get("source") == "proxy"]
         if totals:
             tokens = totals[-1].get("tokens") or {}
             _add(usage, [{"input_tokens": tokens.get("input"), "output_tokens": tokens.get("output"),
