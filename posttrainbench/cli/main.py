@@ -70,6 +70,9 @@ def eval_(
     base_model: Annotated[str, typer.Option(help="id of the base model it was trained from: picks the chat template")],
     limit: Annotated[int | None, typer.Option(help="first N items only")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where metrics.json and the inspect log go")] = None,
+    fewshot: Annotated[bool, typer.Option("--fewshot", help="prompt as a base model: plain text after solved "
+                                          "examples (the few-shot baseline's mode)")] = False,
+    shots: Annotated[int | None, typer.Option(help="with --fewshot: number of examples (default: all)")] = None,
 ) -> None:
     """Evaluate a model folder on a benchmark, exactly as the harness and the agent's evaluate.py do."""
     import os
@@ -80,7 +83,8 @@ def eval_(
     from posttrainbench.evaluation.runner import evaluate
 
     out_dir = out_dir or Path("ptb-eval") / benchmark
-    metrics = evaluate(model_path, benchmark, base_model=base_model, out_dir=out_dir, limit=limit)
+    metrics = evaluate(model_path, benchmark, base_model=base_model, out_dir=out_dir, limit=limit,
+                       fewshot_mode=fewshot, shots=shots)
     out.print(f"{benchmark}: accuracy {metrics['accuracy']:.4f} ± {metrics.get('stderr') or 0:.4f} "
               f"({metrics.get('n_samples', '?')} items) → {out_dir / 'metrics.json'}")
 
@@ -299,19 +303,21 @@ def judge(
 
 @app.command()
 def baseline(
-    kind: Annotated[str, typer.Argument(help="zeroshot (the base model), instruct (its official twin) or reference")],
+    kind: Annotated[str, typer.Argument(help="zeroshot (the base model), fewshot (the base model prompted with "
+                                         "solved examples), instruct (its official twin) or reference")],
     model: Annotated[str, typer.Option(help="base model id")],
     benchmark: Annotated[str, typer.Option(help="benchmark id")],
     limit: Annotated[int | None, typer.Option(help="first N items only")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item")] = None,
     hours: Annotated[float, typer.Option(help="budget of the reference agent")] = 10.0,
     gpus: Annotated[int, typer.Option(help="GPUs of the reference agent")] = 1,
+    shots: Annotated[int | None, typer.Option(help="fewshot: number of examples (default: all)")] = None,
 ) -> None:
     """Measure a baseline and store it like a run (the leaderboard's base, instruct and reference rows)."""
     from posttrainbench.executors.baseline import run_baseline
 
     row = run_baseline(_store(), kind, model, benchmark, limit=limit, max_tokens=max_tokens, hours=hours,
-                       gpus=gpus, log=log)
+                       gpus=gpus, shots=shots, log=log)
     _print_runs([row])
 
 

@@ -9,6 +9,7 @@ from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accurac
 from inspect_ai.solver import TaskState, generate, prompt_template
 
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation import fewshot
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.extract import extract_integer
 
@@ -57,4 +58,11 @@ def build_task(ctx: EvalContext) -> Task:
         dataset=MemoryDataset(samples, name="aime2025"),
         solver=[prompt_template(PROMPT), generate()],
         scorer=integer_answer(),
+    )
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    return fewshot.turns(
+        [(PROMPT.format(prompt=d["problem"].strip()), f"{d['solution'].strip()}\n\nANSWER: {int(d['answer'])}")
+         for d in fewshot.demos_for(ctx)]
     )

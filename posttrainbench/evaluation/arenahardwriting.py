@@ -20,6 +20,7 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric
 from inspect_ai.solver import TaskState, generate
 
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation import fewshot
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.graded import bootstrap_std, clean_answer
 from posttrainbench.evaluation.grader import Grader, GraderUsage, usage_from_log, usage_metadata
@@ -193,6 +194,10 @@ def build_task(ctx: EvalContext) -> Task:
         for q in select(questions, ctx.limit)
     ]
     return Task(dataset=MemoryDataset(samples, name=ctx.benchmark.id), solver=generate(), scorer=pairwise_judge(grader))
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    return fewshot.turns([(d["prompt"].strip(), d["answer"].strip()) for d in fewshot.demos_for(ctx)])
 
 
 def summarize(log: EvalLog) -> dict:

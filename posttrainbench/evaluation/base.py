@@ -4,9 +4,14 @@ Each benchmark module (named by BenchmarkSpec.module) defines
 
     def build_task(ctx: EvalContext) -> inspect_ai.Task
 
+and
+
+    def demo_messages(ctx: EvalContext) -> list[fewshot.Example]   # few-shot mode: solved examples
+
 and may define
 
     def summarize(log: inspect_ai.log.EvalLog) -> dict   # extra metrics beside accuracy/stderr
+    FEWSHOT_SOURCE: str                                  # where its examples come from, if not fewshot/<id>.yaml
 """
 
 from collections.abc import Callable
@@ -37,3 +42,5 @@ class EvalContext:
     data_file: Callable[[str], Path]  # data file name in the spec -> verified local path
     grader: GraderConfig | None = None
     work_dir: Path | None = None  # scratch space (e.g. HumanEval's per-sample dirs)
+    fewshot: bool = False  # base-model prompting: plain-text turns after solved examples (see fewshot.py)
+    shots: int | None = None  # examples shown in few-shot mode; None = all the benchmark has

@@ -20,6 +20,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolInfo, ToolParams
 
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation import fewshot
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.extract import strip_reasoning
 
@@ -36,6 +37,17 @@ _SCHEMA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _TOOL_CODE = re.compile(r"```tool_code\s*(.*?)\s*(?:```|$)", re.DOTALL)
 _NO_DEFAULT = object()
+
+# Few-shot mode offers the function in the text itself: a plain-text prompt has no tool slot.
+TEXT_QUERY = """You can call this function:
+{function}
+
+Answer with exactly one call, written as
+<tool_call>
+{{"name": "<function name>", "arguments": {{<arguments as a JSON object>}}}}
+</tool_call>
+
+{question}"""
 
 
 def json_schema(bfcl: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +185,30 @@ def offer_function() -> Solver:
     return solve
 
 
+@solver
+def describe_function() -> Solver:
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        state.user_prompt.text = text_query(state.metadata["function"], state.user_prompt.text)
+        return await generate(state)
+
+    return solve
+
+
+def text_query(function: dict[str, Any], question: str) -> str:
+    described = {"name": function["name"], "description": function["description"],
+                 "parameters": json_schema(function["parameters"])}
+    return TEXT_QUERY.format(function=json.dumps(described), question=question.strip())
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    pairs = []
+    for demo in fewshot.demos_for(ctx):
+        name, arguments = parse_python_call(demo["call"])
+        call = json.dumps({"name": name, "arguments": arguments})
+        pairs.append((text_query(demo["function"], demo["question"]), f"<tool_call>\n{call}\n</tool_call>"))
+    return fewshot.turns(pairs)
+
+
 def completion_calls(message: ChatMessageAssistant, fmt: Format) -> tuple[list[Call], str | None]:
     """The calls in the model's answer, from the backend's tool-call parser or else from the raw text."""
     parsed = [(call.function, call.arguments) for call in message.tool_calls or [] if not call.parse_error]
@@ -215,7 +251,7 @@ def build_task(ctx: EvalContext) -> Task:
     return Task(
         name="bfcl",
         dataset=MemoryDataset(samples, name="bfcl"),
-        solver=offer_function(),
+        solver=describe_function() if ctx.fewshot else offer_function(),
         scorer=function_call(ctx.base_model.tool_call_format),
     )
 

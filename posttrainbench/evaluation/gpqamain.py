@@ -10,9 +10,11 @@ from pathlib import Path
 from inspect_ai import Task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.scorer import choice
-from inspect_ai.solver import multiple_choice
+from inspect_ai.solver import Choices, multiple_choice
+from inspect_ai.solver._multiple_choice import SINGLE_ANSWER_TEMPLATE_COT, prompt
 
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation import fewshot
 from posttrainbench.evaluation.base import EvalContext
 
 LETTERS = "ABCD"
@@ -64,3 +66,14 @@ def build_task(ctx: EvalContext) -> Task:
         solver=multiple_choice(cot=True),
         scorer=choice(),
     )
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    """Worked examples rendered with the very template multiple_choice(cot=True) gives the test question."""
+    pairs = []
+    for number, demo in enumerate(fewshot.demos_for(ctx)):
+        options = [demo["correct"], *demo["incorrect"]]
+        order = choice_order(f"demo-{number}")
+        question = prompt(demo["question"].strip(), Choices([options[i] for i in order]), SINGLE_ANSWER_TEMPLATE_COT)
+        pairs.append((question, f"{demo['reasoning'].strip()}\n\nANSWER: {LETTERS[order.index(0)]}"))
+    return fewshot.turns(pairs)

@@ -14,11 +14,13 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
 from inspect_ai.solver import TaskState, generate, prompt_template, system_message
 
+from posttrainbench.evaluation import fewshot
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.data import read_jsonl
 
 FEWSHOT = 10
 FEWSHOT_SEED = 42
+FEWSHOT_SOURCE = "gsm8k train split (inspect_evals' seed-42 order)"
 
 # inspect_evals' MATH_PROMPT_TEMPLATE, verbatim.
 PROMPT = """
@@ -53,13 +55,25 @@ def fewshot_text(sample: Sample) -> str:
 
 
 def build_task(ctx: EvalContext) -> Task:
-    train = load_samples(ctx.data_file("train"))
-    shots = "\n\n".join(fewshot_text(s) for s in fewshot_samples(train))
+    # In few-shot mode the examples come as earlier turns (demo_messages) instead of one system message.
+    shots = [] if ctx.fewshot else [system_message("\n\n".join(map(fewshot_text, fewshot_samples(train_of(ctx)))))]
     return Task(
         name="gsm8k",
         dataset=MemoryDataset(load_samples(ctx.data_file("test")), name="gsm8k"),
-        solver=[system_message(shots), prompt_template(PROMPT), generate()],
+        solver=[*shots, prompt_template(PROMPT), generate()],
         scorer=numeric_answer(),
+    )
+
+
+def train_of(ctx: EvalContext) -> list[Sample]:
+    return load_samples(ctx.data_file("train"))
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    train = train_of(ctx)
+    picked = fewshot.pick(fewshot_samples(train, n=len(train)), ctx.shots or FEWSHOT, "gsm8k")
+    return fewshot.turns(
+        [(PROMPT.format(prompt=s.input), f"{s.metadata['reasoning']}\n\nANSWER: {s.target}") for s in picked]
     )
 
 

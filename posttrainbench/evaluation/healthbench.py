@@ -23,6 +23,7 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric
 from inspect_ai.solver import TaskState, generate
 
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation import fewshot
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.graded import bootstrap_std, clean_answer
 from posttrainbench.evaluation.grader import Grader, GraderUsage, usage_from_log, usage_metadata
@@ -231,3 +232,11 @@ def summarize(log: EvalLog) -> dict:
         **breakdown(graded),
         **usage_from_log(log).metrics(),
     }
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    return [
+        [*(_ROLES[turn["role"]](content=turn["content"].strip()) for turn in demo["conversation"]),
+         ChatMessageAssistant(content=demo["answer"].strip())]
+        for demo in fewshot.demos_for(ctx)
+    ]

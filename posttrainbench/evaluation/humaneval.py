@@ -38,7 +38,7 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
 from inspect_ai.solver import TaskState, generate
 
-from posttrainbench.evaluation import humaneval_rpc
+from posttrainbench.evaluation import fewshot, humaneval_rpc
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.data import read_jsonl
 
@@ -75,6 +75,14 @@ def build_task(ctx: EvalContext) -> Task:
         dataset=MemoryDataset(load_samples(ctx.data_file("test")), name="humaneval"),
         solver=generate(),
         scorer=verify(),
+    )
+
+
+def demo_messages(ctx: EvalContext) -> list[fewshot.Example]:
+    """Each example answers with the whole function in a fence, the form find_code reads most reliably."""
+    return fewshot.turns(
+        [(INSTRUCTION + d["prompt"], f"```python\n{d['prompt']}{d['completion'].rstrip()}\n```")
+         for d in fewshot.demos_for(ctx)]
     )
 
 

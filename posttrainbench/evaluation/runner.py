@@ -11,11 +11,12 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from posttrainbench.errors import PtbError
-from posttrainbench.evaluation import data
+from posttrainbench.evaluation import data, fewshot
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
@@ -122,8 +123,13 @@ def evaluate(
     max_connections: int | None = None,
     grader: GraderConfig | None = None,
     gpu_memory_utilization: float | None = None,
+    fewshot_mode: bool = False,
+    shots: int | None = None,
 ) -> dict:
-    """Evaluate `model_path` on `benchmark`; write out_dir/metrics.json (and inspect logs under out_dir/logs)."""
+    """Evaluate `model_path` on `benchmark`; write out_dir/metrics.json (and inspect logs under out_dir/logs).
+
+    fewshot_mode prompts a base model with solved examples in plain text (fewshot.py); `shots` caps their number.
+    """
     spec = get_benchmark(benchmark)
     base = get_model(base_model)
     model_path = Path(model_path).resolve()
@@ -133,26 +139,39 @@ def evaluate(
         raise PtbError(f"benchmark {spec.id} needs an LLM grader endpoint (GraderConfig)")
     if limit is not None and limit <= 0:
         limit = None
+    if shots is not None and not fewshot_mode:
+        raise PtbError("--shots applies to few-shot evaluation only (add --fewshot)")
     module = importlib.import_module(f"posttrainbench.evaluation.{spec.module}")
-    template = chat_template(base, model_path, tools=getattr(module, "USES_TOOLS", False))
+    if fewshot_mode:
+        template, pinned = fewshot.template(), fewshot.generation(spec.generation)
+    else:
+        template, pinned = chat_template(base, model_path, tools=getattr(module, "USES_TOOLS", False)), spec.generation
+    ctx = EvalContext(
+        benchmark=spec,
+        base_model=base,
+        limit=limit,
+        generation=pinned,
+        data_file=lambda name: data.data_file(spec, name),
+        grader=grader,
+        work_dir=out_dir / "work",
+        fewshot=fewshot_mode,
+        shots=shots,
+    )
+    demos = module.demo_messages(ctx) if fewshot_mode else None
+    prompting = {"mode": "chat"}
+    if demos is not None:
+        source = getattr(module, "FEWSHOT_SOURCE", f"posttrainbench/evaluation/fewshot/{spec.id}.yaml")
+        prompting = {"mode": "fewshot", "shots": len(demos), "shots_source": source, "stop": fewshot.STOP}
     backend, device = resolve_backend(backend, device)
     stops, pad, bos = _stop_token_ids(model_path, template)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    first = max_tokens or spec.generation.max_tokens
-    budgets = [first] + [t for t in spec.generation.fallback_max_tokens if t < first]
+    first = max_tokens or pinned.max_tokens
+    budgets = [first] + [t for t in pinned.fallback_max_tokens if t < first]
     attempts: list[dict] = []
     for budget in budgets:
-        generation = spec.generation.model_copy(update={"max_tokens": budget})
-        ctx = EvalContext(
-            benchmark=spec,
-            base_model=base,
-            limit=limit,
-            generation=generation,
-            data_file=lambda name: data.data_file(spec, name),
-            grader=grader,
-            work_dir=out_dir / "work",
-        )
+        generation = pinned.model_copy(update={"max_tokens": budget})
+        ctx = replace(ctx, generation=generation)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="ptb-eval-") as tmp:
             view = _model_view(
@@ -161,7 +180,7 @@ def evaluate(
             try:
                 log = _run_inspect(
                     module, ctx, view, template, generation, backend, device, limit,
-                    max_connections, gpu_memory_utilization, stops, out_dir,
+                    max_connections, gpu_memory_utilization, stops, out_dir, demos,
                 )
                 error = None if log.status == "success" else (log.error.message if log.error else log.status)
             except PtbError:
@@ -197,6 +216,7 @@ def evaluate(
             "max_connections": max_connections,
             **template.record(),
         },
+        prompting=prompting,
         attempts=attempts,
     )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -216,10 +236,13 @@ def _run_inspect(
     gpu_memory_utilization: float | None,
     stops: list[int],
     out_dir: Path,
+    demos: list | None,
 ):
     import inspect_ai
 
     task = module.build_task(ctx)
+    if demos is not None:
+        task = fewshot.with_demos(task, demos)
     common = dict(
         log_dir=str(out_dir / "logs"),
         log_format="json",
@@ -231,6 +254,7 @@ def _run_inspect(
         display="full" if sys.stdout.isatty() else "plain",
         score_display=False,
         log_realtime=False,
+        stop_seqs=[fewshot.STOP] if demos is not None else None,
     )
     if backend == "hf":
         import torch
@@ -328,6 +352,9 @@ def _parser(spec: BenchmarkSpec | None) -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"])
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--out-dir", default=None, help="logs and metrics (default: eval_results/<benchmark>-<time>)")
+    parser.add_argument("--fewshot", action="store_true",
+                        help="prompt as a base model: plain text after solved examples (the few-shot baseline)")
+    parser.add_argument("--shots", type=int, default=None, help="with --fewshot: how many examples (default: all)")
     parser.add_argument("--grader-model", default=None,
                         help="LLM grader for arenahardwriting/healthbench (endpoint from PTB_GRADER_BASE_URL, "
                              "key from PTB_GRADER_API_KEY or OPENAI_API_KEY)")
@@ -359,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             max_connections=args.max_connections,
             gpu_memory_utilization=args.gpu_memory_utilization,
             grader=grader,
+            fewshot_mode=args.fewshot,
+            shots=args.shots,
         )
     except PtbError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -39,10 +39,13 @@ except PtbError as exc:
 
 
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
-                   max_tokens: int | None = None, label: str = "the model", log: Callable[[str], None] = print) -> dict:
+                   max_tokens: int | None = None, fewshot_mode: bool = False, shots: int | None = None,
+                   label: str = "the model", log: Callable[[str], None] = print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
             "base_model": base_model, "limit": limit, "max_tokens": max_tokens}
+    if fewshot_mode:
+        args.update(fewshot_mode=True, shots=shots)
     log_path = out_dir / "evaluate.log"
     last_error = ""
     with open(log_path, "w") as log_file:
