@@ -305,20 +305,43 @@ def judge(
 def baseline(
     kind: Annotated[str, typer.Argument(help="zeroshot (the base model), fewshot (the base model prompted with "
                                          "solved examples), instruct (its official twin) or reference")],
-    model: Annotated[str, typer.Option(help="base model id")],
-    benchmark: Annotated[str, typer.Option(help="benchmark id")],
+    model: Annotated[list[str] | None, typer.Option(help="base model id (repeat for several)")] = None,
+    benchmark: Annotated[list[str] | None, typer.Option(help="benchmark id (repeat for several)")] = None,
+    grid: Annotated[Path | None, typer.Option(help="take models, benchmarks, limit, hours and GPUs from this "
+                                                   "grid file")] = None,
     limit: Annotated[int | None, typer.Option(help="first N items only")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item")] = None,
     hours: Annotated[float, typer.Option(help="budget of the reference agent")] = 10.0,
     gpus: Annotated[int, typer.Option(help="GPUs of the reference agent")] = 1,
     shots: Annotated[int | None, typer.Option(help="fewshot: number of examples (default: all)")] = None,
+    again: Annotated[bool, typer.Option("--again", help="measure cells already measured with these settings "
+                                        "again")] = False,
 ) -> None:
-    """Measure a baseline and store it like a run (the leaderboard's base, instruct and reference rows)."""
-    from posttrainbench.executors.baseline import run_baseline
+    """Measure a baseline for every model × benchmark and store each like a run (the leaderboard's base,
+    few-shot, instruct and reference rows). Cells measured before with the same settings are kept."""
+    from posttrainbench.executors.baseline import measure_all
 
-    row = run_baseline(_store(), kind, model, benchmark, limit=limit, max_tokens=max_tokens, hours=hours,
-                       gpus=gpus, shots=shots, log=log)
-    _print_runs([row])
+    models, benchmarks = list(model or []), list(benchmark or [])
+    if grid is not None:
+        from posttrainbench.specs.grid import load_grid
+
+        spec = load_grid(grid)
+        models, benchmarks = models or spec.models, benchmarks or spec.benchmarks
+        limit, hours, gpus = limit if limit is not None else spec.limit, spec.hours, spec.gpus
+    if not models or not benchmarks:
+        raise PtbError("name the cells: --model and --benchmark (each may repeat), or --grid FILE")
+    results = measure_all(_store(), kind, models, benchmarks, limit=limit, max_tokens=max_tokens, hours=hours,
+                          gpus=gpus, shots=shots, again=again, log=log)
+    rows = [result for _, _, result in results if not isinstance(result, str)]
+    if rows:
+        _print_runs(rows)
+    failed = [(m, b, error) for m, b, error in results if isinstance(error, str)]
+    if len(results) == 1 and failed:
+        raise PtbError(failed[0][2])
+    if failed:
+        for m, b, error in failed:
+            console.print(f"[red]failed[/] {m} × {b}: {error}", highlight=False, soft_wrap=True)
+        raise PtbError(f"{len(failed)} of {len(results)} baseline cells failed")
 
 
 @app.command()

@@ -51,9 +51,8 @@ def run_baseline(store: Store, kind: str, model_id: str, benchmark: str, *, limi
     model_dir = models.fetch(evaluated)
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     run_dir = paths.runs_dir() / run_id
-    spec = {"source": "measured", "evaluated": evaluated.hf_id, "limit": limit, "max_tokens": max_tokens}
-    if kind == "fewshot":
-        spec["shots"] = shots
+    spec = {"source": "measured", "evaluated": evaluated.hf_id,
+            **settings(kind, limit=limit, max_tokens=max_tokens, hours=hours, gpus=gpus, shots=shots)}
     store.add_run(run_id, kind="baseline", agent=AGENT_NAMES[kind], model=base.id, benchmark=benchmark, seed=0,
                   hours=0.0, run_dir=run_dir, spec=spec)
     store.set_status(run_id, "running")
@@ -73,3 +72,70 @@ def run_baseline(store: Store, kind: str, model_id: str, benchmark: str, *, limi
     store.set_status(run_id, "done")
     return store.get(run_id)
 
+
+
+def settings(kind: str, *, limit: int | None, max_tokens: int | None, hours: float, gpus: int,
+             shots: int | None) -> dict:
+    """What makes two measurements of one baseline comparable: equal settings, equal numbers."""
+    if kind == "reference":
+        return {"limit": limit, "max_tokens": max_tokens, "hours": hours, "gpus": gpus}
+    return {"limit": limit, "max_tokens": max_tokens} | ({"shots": shots} if kind == "fewshot" else {})
+
+
+def measured(store: Store, kind: str, model: str, benchmark: str, wanted: dict) -> RunRow | None:
+    """The latest finished measurement of this baseline with these settings, if any."""
+    for row in reversed(store.runs(kind="baseline", agent=AGENT_NAMES[kind], model=model, benchmark=benchmark)):
+        if row.status == "done" and row.spec.get("source", "measured") == "measured" and all(
+            row.spec.get(key) == value for key, value in wanted.items()
+        ):
+            return row
+    return None
+
+
+def measure_all(store: Store, kind: str, model_ids: list[str], benchmarks: list[str], *, limit: int | None = None,
+                max_tokens: int | None = None, hours: float = 10.0, gpus: int = 1, shots: int | None = None,
+                again: bool = False, log: Callable[[str], None] = print) -> list[tuple[str, str, RunRow | str]]:
+    """Measure one baseline for every model × benchmark, one after the other.
+
+    A cell already measured with the same settings is kept (unless `again`), so an interrupted sweep resumes where
+    it stopped. A failed cell does not stop the others; the result lists a row or an error per cell."""
+    if kind not in KINDS:
+        raise PtbError(f"unknown baseline '{kind}'; valid: {', '.join(KINDS)}")
+    models = [get_model(m).id for m in model_ids]
+    benches = [get_benchmark(b).id for b in benchmarks]
+    # bad input fails before the first cell, not once per cell
+    if shots is not None and kind != "fewshot":
+        raise PtbError("--shots applies to the fewshot baseline only")
+    if kind == "fewshot":
+        from posttrainbench.evaluation.fewshot import check_shots
+
+        for benchmark in benches:
+            check_shots(benchmark, shots)
+    graded = [b for b in benches if get_benchmark(b).grader]
+    if graded:
+        from posttrainbench.evaluation.grader import grader_from_env
+
+        try:
+            grader_from_env()
+        except PtbError as exc:
+            raise PtbError(f"{', '.join(graded)}: {exc}") from None
+    wanted = settings(kind, limit=limit, max_tokens=max_tokens, hours=hours, gpus=gpus, shots=shots)
+    cells = [(m, b) for m in models for b in benches]
+    results: list[tuple[str, str, RunRow | str]] = []
+    for number, (model, benchmark) in enumerate(cells, start=1):
+        where = f"[{number}/{len(cells)}] {kind} {model} × {benchmark}"
+        done = None if again else measured(store, kind, model, benchmark, wanted)
+        if done is not None:
+            log(f"{where}: already measured ({done.id})")
+            results.append((model, benchmark, done))
+            continue
+        log(f"{where}: measuring")
+        try:
+            row = run_baseline(store, kind, model, benchmark, limit=limit, max_tokens=max_tokens, hours=hours,
+                               gpus=gpus, shots=shots, log=log)
+        except PtbError as exc:
+            log(f"{where}: failed: {exc}")
+            results.append((model, benchmark, str(exc)))
+            continue
+        results.append((model, benchmark, row))
+    return results
