@@ -221,3 +221,15 @@ def test_tiny_model_refuses_unknown_family_and_existing_folder(small_model, tmp_
     (tmp_path / "taken").mkdir()
     with pytest.raises(PtbError, match="already exists"):
         build_tiny_model(tmp_path / "taken", tokenizer_from=small_model)
+
+
+def test_a_wrongly_rebuilt_tokenizer_is_refused(small_model):
+    from transformers import AutoTokenizer
+
+    from posttrainbench.models.gguf import check_tokenizer
+
+    smollm, gemma = get_model("smollm2-135m").source.tokenizer_probe, get_model("gemma-3-270m").source.tokenizer_probe
+    tok = AutoTokenizer.from_pretrained(small_model)
+    check_tokenizer(tok, smollm, "smollm2.gguf")
+    with pytest.raises(PtbError, match=r"encodes the probe text differently from the pinned ids \(from token 0"):
+        check_tokenizer(tok, gemma, "gemma.gguf")

