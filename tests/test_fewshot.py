@@ -75,7 +75,7 @@ def reply(text: str) -> ModelOutput:
     return output
 
 
-def run_mock(benchmark: str, outputs: list[str], shots: int | None = None, limit: int = 1, log_dir=None):
+def run_mock(benchmark: str, outputs: list[str], log_dir, shots: int | None = None, limit: int = 1):
     ctx = context(benchmark, shots, limit)
     module = module_of(benchmark)
     demos = module.demo_messages(ctx)
