@@ -196,3 +196,21 @@ def test_fewshot_baseline_is_stored_and_ranked(tmp_path, small_model):
     assert prompt.startswith(humaneval.INSTRUCTION)
     entry = leaderboard(store, bootstrap=0).entry("baseline:base-fewshot")
     assert entry.benchmarks["humaneval"].value == pytest.approx(row.score)
+
+
+def test_stop_strings_are_built_once_per_tokenizer(small_model, monkeypatch):
+    import transformers.generation
+    from transformers import AutoTokenizer
+
+    from posttrainbench.evaluation.stop_strings import SharedStopStrings, share_stop_strings
+
+    monkeypatch.setattr(transformers.generation, "StopStringCriteria", transformers.generation.StopStringCriteria)
+    share_stop_strings()
+    tok = AutoTokenizer.from_pretrained(small_model)
+    from transformers.generation import StopStringCriteria  # what inspect's provider does in each call
+
+    first, again = StopStringCriteria(tok, [fewshot.STOP]), StopStringCriteria(tok, [fewshot.STOP])
+    assert first is again and isinstance(first, SharedStopStrings)
+    assert StopStringCriteria(tok, ["\nQ:"]) is not first
+    ids = tok(["Sure.\nUser:", "Sure, and"], return_tensors="pt", padding=True)["input_ids"]
+    assert first(ids, None).tolist() == [True, False]

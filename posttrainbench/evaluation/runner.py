@@ -259,6 +259,11 @@ def _run_inspect(
     if backend == "hf":
         import torch
 
+        if demos is not None:
+            from posttrainbench.evaluation.stop_strings import share_stop_strings
+
+            share_stop_strings()
+
         model_args = {
             "model_path": str(view),
             "device": device,
