@@ -1,6 +1,6 @@
 """Time one benchmark evaluation on a model and print samples/s and generated tokens/s.
 
-    python benchmarks/eval_speed.py --model-path DIR --benchmark gsm8k --limit 8 --backend hf
+    python benchmarks/eval_speed.py --model-path DIR --benchmark gsm8k --limit 8 --backend hf [--fewshot]
 
 Data comes from PTB_DATA_DIR (a mirror) or the canonical sources; the base model only picks the chat template.
 """
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="default: the benchmark's pinned budget")
     parser.add_argument("--max-connections", type=int, default=None, help="batch size (hf) or concurrency (vllm)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--fewshot", action="store_true", help="the few-shot base prompting (plain text, examples)")
     args = parser.parse_args()
 
     if args.threads:
@@ -50,7 +51,7 @@ def main() -> None:
         metrics = evaluate(
             args.model_path, args.benchmark, base_model=args.base_model, out_dir=Path(out), limit=args.limit,
             backend=args.backend, device=args.device, max_tokens=args.max_tokens,
-            max_connections=args.max_connections,
+            max_connections=args.max_connections, fewshot_mode=args.fewshot,
         )
         wall = time.monotonic() - started
         generated = _generated_tokens(args.model_path, Path(out) / "logs")
@@ -62,6 +63,7 @@ def main() -> None:
         "samples": metrics["n_samples"],
         "max_tokens": metrics["generation"]["max_tokens"],
         "max_connections": args.max_connections,
+        "prompting": metrics["prompting"]["mode"],
         "eval_seconds": round(seconds, 1),
         "wall_seconds_incl_load": round(wall, 1),
         "samples_per_s": round(metrics["n_samples"] / seconds, 3),
