@@ -5,11 +5,10 @@ plain text ("User: … Assistant: …", templates/base.jinja) and solved example
 same format the task gives its own question. Sampling is the original few-shot run's (T 0.6, top-p 0.95, top-k 20).
 
 The examples are written for this project (fewshot/<benchmark>.yaml), so no test item ever shows up in a prompt;
-GSM8K takes its from the train split, as its standard task does. Each benchmark module turns them into messages
-with `demo_messages(demos, ctx)`.
+GSM8K takes its from the train split, as its standard task does. Each benchmark module's `demo_messages(ctx)`
+renders them as messages.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -25,17 +24,6 @@ DEMOS_DIR = Path(__file__).parent / "fewshot"
 TEMPLATE = "base.jinja"
 STOP = "\nUser:"  # the model starting the next turn itself
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
-
-
-@dataclass(frozen=True)
-class Prompting:
-    """How the evaluated model is prompted; recorded in metrics.json."""
-
-    shots: int
-    source: str
-
-    def record(self) -> dict:
-        return {"mode": "fewshot", "shots": self.shots, "shots_source": self.source}
 
 
 def template() -> ChatTemplate:
