@@ -31,16 +31,8 @@ def instruct_twin(model_id: str):
 def run_baseline(store: Store, kind: str, model_id: str, benchmark: str, *, limit: int | None = None,
                  max_tokens: int | None = None, hours: float = 10.0, gpus: int = 1, shots: int | None = None,
                  log: Callable[[str], None] = print) -> RunRow:
-    if kind not in KINDS:
-        raise PtbError(f"unknown baseline '{kind}'; valid: {', '.join(KINDS)}")
-    if shots is not None and kind != "fewshot":
-        raise PtbError("--shots applies to the fewshot baseline only")
+    check_request(kind, [benchmark], shots)
     base = get_model(model_id)
-    get_benchmark(benchmark)
-    if kind == "fewshot":
-        from posttrainbench.evaluation.fewshot import check_shots
-
-        check_shots(benchmark, shots)
     if kind == "reference":
         spec = RunSpec(agent=AgentSpec(scaffold="reference"), model=base.id, benchmark=benchmark, hours=hours,
                        gpus=gpus, limit=limit, max_tokens=max_tokens)
@@ -73,6 +65,18 @@ def run_baseline(store: Store, kind: str, model_id: str, benchmark: str, *, limi
     return store.get(run_id)
 
 
+def check_request(kind: str, benchmarks: list[str], shots: int | None) -> None:
+    if kind not in KINDS:
+        raise PtbError(f"unknown baseline '{kind}'; valid: {', '.join(KINDS)}")
+    if shots is not None and kind != "fewshot":
+        raise PtbError("--shots applies to the fewshot baseline only")
+    for benchmark in benchmarks:
+        get_benchmark(benchmark)
+        if kind == "fewshot":
+            from posttrainbench.evaluation.fewshot import check_shots
+
+            check_shots(benchmark, shots)
+
 
 def settings(kind: str, *, limit: int | None, max_tokens: int | None, hours: float, gpus: int,
              shots: int | None) -> dict:
@@ -99,18 +103,9 @@ def measure_all(store: Store, kind: str, model_ids: list[str], benchmarks: list[
 
     A cell already measured with the same settings is kept (unless `again`), so an interrupted sweep resumes where
     it stopped. A failed cell does not stop the others; the result lists a row or an error per cell."""
-    if kind not in KINDS:
-        raise PtbError(f"unknown baseline '{kind}'; valid: {', '.join(KINDS)}")
     models = [get_model(m).id for m in model_ids]
     benches = [get_benchmark(b).id for b in benchmarks]
-    # bad input fails before the first cell, not once per cell
-    if shots is not None and kind != "fewshot":
-        raise PtbError("--shots applies to the fewshot baseline only")
-    if kind == "fewshot":
-        from posttrainbench.evaluation.fewshot import check_shots
-
-        for benchmark in benches:
-            check_shots(benchmark, shots)
+    check_request(kind, benches, shots)  # bad input fails before the first cell, not once per cell
     graded = [b for b in benches if get_benchmark(b).grader]
     if graded:
         from posttrainbench.evaluation.grader import grader_from_env
