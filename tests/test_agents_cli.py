@@ -81,9 +81,7 @@ def run_agent(root: Path, agent: str, fake_url: str, fake: FakeLLM, *, reprompt_
                            home=home, task=home / "task", llm_base_url=link.base_url, llm_api_key=link.api_key)
 
         def run_once(launch, seconds_left):
-            for rel, content in launch.files.items():
-                (home / rel).parent.mkdir(parents=True, exist_ok=True)
-                (home / rel).write_text(content)
+            launch.write_files(home)
             request = sandbox.SandboxRequest(
                 argv=link.wrap(launch.argv),
                 cwd=TASK,

@@ -30,3 +30,9 @@ class AgentLaunch:
     files: dict[str, str] = field(default_factory=dict)  # path relative to $HOME -> content, written before launch
     # Host paths the argv needs (the CLI's install), to be mounted read-only at the same path inside the sandbox.
     mounts: list[Path] = field(default_factory=list)
+
+    def write_files(self, home: Path) -> None:
+        for rel, content in self.files.items():
+            target = home / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)

@@ -108,10 +108,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
             return egress.stop_reason() or (link.proxy.stop_reason if link else None)
 
         def run_once(launch, seconds_left: float) -> sandbox.ExitInfo:
-            for rel, content in launch.files.items():
-                target = layout.home / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
+            launch.write_files(layout.home)
             request = sandbox.SandboxRequest(
                 argv=egress.wrap(link.wrap(launch.argv) if link else launch.argv),
                 cwd=SANDBOX_TASK,

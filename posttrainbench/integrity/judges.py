@@ -118,9 +118,7 @@ def run_judge(number: int, manifest: RunManifest, layout: RunLayout, determinist
                            hours=time_limit_s / 3600, gpus=0, run_dir=folder, home=home, task=layout.task,
                            llm_base_url=link.base_url, llm_api_key=link.api_key)
         launch = importlib.import_module(f"posttrainbench.agents.{agent.scaffold}").prepare(ctx)
-        for rel, content in launch.files.items():
-            (home / rel).parent.mkdir(parents=True, exist_ok=True)
-            (home / rel).write_text(content)
+        launch.write_files(home)
         request = sandbox.SandboxRequest(
             argv=link.wrap(launch.argv),
             cwd=RUN_TASK,
