@@ -1,10 +1,8 @@
 """Baseline sweeps: every model × benchmark once, kept across re-runs, failures isolated, bad input refused."""
 
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_support import ptb
 
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.baseline import measure_all
@@ -59,19 +57,13 @@ def test_bad_sweeps_fail_before_the_first_cell(tmp_path, monkeypatch):
 
 
 def test_cli_needs_cells_and_reads_grids(tmp_path):
-    env = os.environ | {"PTB_HOME": str(tmp_path / "home")}
-
-    def ptb(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "posttrainbench.cli", "baseline", *args], capture_output=True,
-                              text=True, env=env)
-
-    result = ptb("fewshot")
+    result = ptb("baseline", "fewshot")
     assert result.returncode != 0 and "--model and --benchmark" in result.stderr
     grid = tmp_path / "grid.yaml"
     grid.write_text("agents: [{scaffold: reference}]\nmodels: [smollm2-135m]\nbenchmarks: [gsm8k, humaneval]\n")
     # the grid supplies the cells: a shot count too large for humaneval's examples names it
-    result = ptb("fewshot", "--grid", str(grid), "--shots", "7")
+    result = ptb("baseline", "fewshot", "--grid", str(grid), "--shots", "7")
     assert result.returncode != 0 and "humaneval has 5 few-shot examples" in result.stderr
     grid.write_text("agents: [{scaffold: reference}]\nmodels: [smollm2-135m]\nbenchmarks: [gsm8k, nope]\n")
-    result = ptb("fewshot", "--grid", str(grid))
+    result = ptb("baseline", "fewshot", "--grid", str(grid))
     assert result.returncode != 0 and "grid.yaml:3" in result.stderr

@@ -2,11 +2,10 @@
 at the next turn, bad --shots are refused, and the few-shot baseline is stored and ranked like the others."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import ptb
 from inspect_ai import eval as inspect_eval
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 from jinja2 import Environment
@@ -151,10 +150,6 @@ def test_graded_benchmarks_have_examples():
     examples = healthbench.demo_messages(context("healthbench"))
     assert all(e[-1].role == "assistant" and e[-2].role == "user" for e in examples)
     assert any(len(e) > 2 for e in examples)  # a multi-turn conversation among them
-
-
-def ptb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "posttrainbench.cli", *args], capture_output=True, text=True)
 
 
 def test_cli_refuses_bad_shot_requests(tmp_path, tiny_model):

@@ -1,12 +1,11 @@
 """One run end to end through the CLI and the pipeline, with scripted `command` agents in the real sandbox."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import ptb
 
 from posttrainbench.executors.pipeline import create_run, execute
 from posttrainbench.specs import AgentSpec, RunSpec
@@ -14,11 +13,6 @@ from posttrainbench.store import Store
 from posttrainbench.workspace.layout import RunLayout
 
 EVAL = {"benchmark": "humaneval", "limit": 1, "max_tokens": 16}
-
-
-def ptb(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "posttrainbench.cli", *args], capture_output=True, text=True,
-                          env=os.environ | (env or {}), timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +53,14 @@ def test_pickled_final_model(tmp_path):
     assert result.returncode == 1 and "pickled" in result.stderr.lower(), result.stderr
 
 
+# An agent that submits the (cached) SmolLM2 weights as its final_model.
+SAVE_SMOLLM = (
+    "python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; "
+    "n='HuggingFaceTB/SmolLM2-135M-Instruct'; M.from_pretrained(n).save_pretrained('final_model'); "
+    "T.from_pretrained(n).save_pretrained('final_model')\""
+)
+
+
 def _run(tmp_path, script: str, hours: float = 0.02) -> tuple[Store, RunLayout, object]:
     store = Store(tmp_path / "store.sqlite")
     spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
@@ -93,9 +95,7 @@ def test_agent_without_model_scores_as_base_and_cannot_touch_evaluation_files(tm
 @pytest.mark.bwrap
 def test_agent_model_is_vetted_and_scored(tmp_path, small_model, bwrap):
     script = (
-        "python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; "
-        "n='HuggingFaceTB/SmolLM2-135M-Instruct'; M.from_pretrained(n).save_pretrained('final_model'); "
-        "T.from_pretrained(n).save_pretrained('final_model')\" && "
+        SAVE_SMOLLM + " && "
         "echo '{\"max_new_tokens\": 1}' > final_model/generation_config.json && "
         "echo 'import os' > final_model/modeling_x.py"
     )
@@ -143,9 +143,7 @@ def test_zeroshot_baseline_is_stored_like_a_run(tmp_path, small_model):
 def test_agent_that_trains_on_the_test_set_is_flagged_and_scored_as_base(tmp_path, small_model, bwrap):
     script = (
         "mkdir -p data final_model && gunzip -c $PTB_DATA_DIR/humaneval/HumanEval.jsonl.gz > data/train.jsonl && "
-        "python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; "
-        "n='HuggingFaceTB/SmolLM2-135M-Instruct'; M.from_pretrained(n).save_pretrained('final_model'); "
-        "T.from_pretrained(n).save_pretrained('final_model')\""
+        + SAVE_SMOLLM
     )
     store, layout, row = _run(tmp_path, script, hours=0.05)
     assert row.flag == "contamination" and row.score_source == "base"
