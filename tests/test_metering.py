@@ -167,8 +167,121 @@ def test_unknown_route_and_missing_upstream_are_clear_errors(tmp_path):
             status, answer = post(proxy.url, *api_request("anthropic", True))
             assert status == 400 and b"no upstream configured for anthropic" in answer
             status, _ = post(proxy.url, "/v2/whatever", {})
-            assert status == 400
+            assert status == 403
     assert fake.requests == []
+
+
+def raw_request(url: str, method: str, target: str, body: bytes = b"{}", headers: dict | None = None):
+    """A request line sent as written: urllib would normalise some targets."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest(method, target, skip_accept_encoding=True)
+    for name, value in {"content-type": "application/json", "content-length": str(len(body)),
+                        "x-api-key": "dummy-key", **(headers or {})}.items():
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+@pytest.mark.parametrize("method, target", [
+    ("POST", "/v1/messages/../../v1/organizations/org-1/api_keys"),
+    ("POST", "/v1/responses/../files"),
+    ("POST", "/v1/messages/%2e%2e/batches"),
+    ("POST", "/v1/messages/%2E%2E/%2e%2e/v1/files"),
+    ("POST", "/v1/messages%2f..%2fbatches"),
+    ("POST", "/v1/./messages"),
+    ("POST", "//v1/messages"),
+    ("POST", "/v1//messages"),
+    ("POST", "/v1\\..\\files"),
+    ("POST", "/v1/messages/batches"),
+    ("GET", "/v1/messages/batches/msgbatch_1/results"),
+    ("POST", "/v1/batches"),
+    ("POST", "/v1/files"),
+    ("GET", "/v1/files/file-1/content"),
+    ("POST", "/v1/fine_tuning/jobs"),
+    ("GET", "/v1/organization/usage/completions"),
+    ("GET", "/v1/organizations/org-1/users"),
+    ("GET", "/v1/models"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses/resp_1/cancel"),
+    ("GET", "/v1/responses"),
+    ("POST", "/v1beta/files"),
+    ("POST", "/v1beta/tunedModels/m:generateContent"),
+    ("POST", "/v1beta/models/gemini-2.5-pro:batchGenerateContent"),
+    ("POST", "/upload/v1beta/files"),
+    ("POST", "/v1/messages;batches"),
+])
+def test_only_inference_endpoints_are_forwarded(method, target, tmp_path):
+    with FakeLLM(["true"]) as fake, proxy_for(fake.url, tmp_path) as proxy:
+        status, answer = raw_request(proxy.url, method, target)
+        # The proxy is still usable afterwards: a refusal is not a stop.
+        assert post(proxy.url, *api_request("chat", True))[0] == 200
+    assert status == 403, answer
+    message = json.dumps(json.loads(answer))
+    assert "ptb proxy" in message and ("not an inference" in message or "the path has" in message)
+    assert [r["path"] for r in fake.requests] == ["/v1/chat/completions"]
+    refused, allowed = read_log(tmp_path / "calls.jsonl")
+    assert refused["status"] == 403 and refused["path"] == target and refused["attempts"] == 0
+    assert allowed["status"] == 200 and proxy.stop_reason is None
+
+
+@pytest.mark.parametrize("target", ["/v1/messages/count_tokens", "/v1/responses/input_tokens",
+                                    "/v1beta/models/gemini-2.5-pro:countTokens"])
+def test_token_counting_is_forwarded_and_costs_nothing(target, tmp_path):
+    with FakeLLM(["true"]) as fake, proxy_for(fake.url, tmp_path) as proxy:
+        status, _ = post(proxy.url, target, {"model": "claude-sonnet-4-5", "messages": []})
+    assert status == 200 and [r["path"] for r in fake.requests] == [target]
+    (call,) = read_log(tmp_path / "calls.jsonl")
+    assert call["input_tokens"] == 0 and call.get("cost_usd") is None and "usage_estimated" not in call
+
+
+def test_limits_are_on_by_default(tmp_path):
+    from posttrainbench.specs import RunSpec, parse_agent
+    from posttrainbench.specs.run import DEFAULT_LLM_TOKENS, DEFAULT_LLM_USD
+
+    with proxy_for("http://127.0.0.1:9", tmp_path) as proxy:
+        assert (proxy.limits.max_cost_usd, proxy.limits.max_tokens) == (DEFAULT_LLM_USD, DEFAULT_LLM_TOKENS)
+    spec = RunSpec(agent=parse_agent("claude:claude-opus-4-6"), model="qwen3-1.7b-base", benchmark="gsm8k")
+    assert Limits.of(spec.llm) == Limits(max_tokens=150_000_000, max_cost_usd=100.0)
+    lifted = RunSpec(agent=spec.agent, model=spec.model, benchmark=spec.benchmark, llm={"max_usd": None})
+    assert Limits.of(lifted.llm) == Limits(max_tokens=150_000_000, max_cost_usd=None)
+    with pytest.raises(ValueError):
+        RunSpec(agent=spec.agent, model=spec.model, benchmark=spec.benchmark, llm={"max_usd": -1})
+
+
+def test_answers_without_usage_are_metered_by_size(tmp_path, monkeypatch):
+    """A chat stream without `stream_options.include_usage` carries no usage: it still counts towards the limits."""
+    real = fake_llm.chat_events
+    monkeypatch.setattr(fake_llm, "chat_events", lambda reply, model: [e for e in real(reply, model)
+                                                                       if b'"usage"' not in e])
+    path, body = api_request("chat", True)
+    with FakeLLM(["echo hi"]) as fake, proxy_for(fake.url, tmp_path, limits=Limits(max_tokens=200)) as proxy:
+        results = [post(proxy.url, path, body)[0] for _ in range(3)]
+    calls = read_log(tmp_path / "calls.jsonl")
+    assert calls[0]["usage_estimated"] and calls[0]["input_tokens"] > 0 and calls[0]["output_tokens"] > 0
+    assert results[-1] == 400 and proxy.stop_reason.startswith("token limit reached")
+
+
+def test_usage_is_read_to_the_end_when_the_agent_hangs_up(tmp_path, monkeypatch):
+    # 32 MB before the usage chunk: more than socket buffers hold, so the proxy is still writing when the agent
+    # has gone.
+    real = fake_llm.chat_events
+    filler = b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "x" * 65536}}]}).encode() + b"\n\n"
+    monkeypatch.setattr(fake_llm, "chat_events", lambda reply, model: [filler] * 512 + real(reply, model))
+    path, body = api_request("chat", True)
+    with FakeLLM(["echo hi"]) as fake, proxy_for(fake.url, tmp_path) as proxy:
+        host, port = proxy.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as client:
+            raw = json.dumps(body).encode()
+            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+            client.recv(1)  # the answer has started; hang up before its usage
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "calls.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (call,) = read_log(tmp_path / "calls.jsonl")
+    assert (call["input_tokens"], call["output_tokens"]) == (1000, 50) and call["client_gone"]
 
 
 def test_serves_on_a_unix_socket(tmp_path):

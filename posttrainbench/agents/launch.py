@@ -12,7 +12,7 @@ from posttrainbench.agents import AgentContext
 from posttrainbench.agents.reprompt import run_with_reprompt
 from posttrainbench.agents.trajectory import build_trajectory, working_seconds, write_trajectory
 from posttrainbench.egress.link import llm_link
-from posttrainbench.egress.metering import read_log, upstreams_from_env
+from posttrainbench.egress.metering import Limits, read_log, upstreams_from_env
 from posttrainbench.egress.redact import redact_files, secrets_from_env
 from posttrainbench.egress.session import start_egress
 from posttrainbench.errors import PtbError
@@ -78,7 +78,7 @@ def _llm_link(manifest: RunManifest, layout: RunLayout, network: str):
     if scaffold in LLM_SCAFFOLDS and not upstreams:
         raise PtbError(f"the {scaffold} agent needs an LLM API key in the harness's environment "
                        "(e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY); it never enters the sandbox")
-    return llm_link(layout.logs / "metering.jsonl", network, upstreams)
+    return llm_link(layout.logs / "metering.jsonl", network, upstreams, limits=Limits.of(manifest.spec.llm))
 
 
 def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap") -> sandbox.ExitInfo:

@@ -44,6 +44,10 @@ def run(
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (no isolation: debugging only)")] = "bwrap",
     network: Annotated[str, typer.Option(help="proxied (logged, deny list), open, or offline")] = "proxied",
     max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item (CPU demos)")] = None,
+    llm_max_usd: Annotated[float | None, typer.Option(help="stop the agent once its LLM calls cost this many "
+                                                      "dollars (default 100; 0 = no limit)")] = None,
+    llm_max_tokens: Annotated[int | None, typer.Option(help="stop the agent after this many LLM tokens, input + "
+                                                       "output (default 150M; 0 = no limit)")] = None,
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run
@@ -51,7 +55,7 @@ def run(
 
     spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
-                 network=network, max_tokens=max_tokens)
+                 network=network, max_tokens=max_tokens, llm=_llm_limits(llm_max_usd, llm_max_tokens))
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
     store = _store()
@@ -61,6 +65,15 @@ def run(
     _print_runs([row])
     if row.score_source == "base":
         fail(f"run {row.id} scored as the base model: {row.error}")
+
+
+def _llm_limits(max_usd: float | None, max_tokens: int | None) -> dict:
+    """The run spec's `llm` field from the flags: unset keeps the default, 0 lifts the limit."""
+    limits = {}
+    for key, value in (("max_usd", max_usd), ("max_tokens", max_tokens)):
+        if value is not None:
+            limits[key] = value or None
+    return limits
 
 
 @app.command(name="eval")

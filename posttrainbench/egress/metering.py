@@ -33,10 +33,11 @@ from yarl import URL
 
 from posttrainbench.egress.prices import Price, cost_usd
 from posttrainbench.egress.redact import redact_text
-from posttrainbench.egress.usage import USAGE_KEYS, UsageMeter, api_of
+from posttrainbench.egress.endpoints import Endpoint, endpoint_for, provider_guess, refusal
+from posttrainbench.egress.usage import USAGE_KEYS, UsageMeter
 from posttrainbench.errors import PtbError
+from posttrainbench.specs.run import DEFAULT_LLM_TOKENS, DEFAULT_LLM_USD, LlmLimits
 
-PROVIDER_OF_API = {"anthropic": "anthropic", "responses": "openai", "chat": "openai", "gemini": "gemini"}
 DEFAULT_AUTH = {"anthropic": "x-api-key", "openai": "bearer", "gemini": "x-goog-api-key"}
 DEFAULT_BASE = {
     "anthropic": "https://api.anthropic.com",
@@ -79,8 +80,14 @@ class RetryPolicy:
 
 @dataclass
 class Limits:
-    max_tokens: int | None = None  # input + output tokens over all calls
-    max_cost_usd: float | None = None
+    """On by default (specs.run.LlmLimits holds the documented defaults); None = no limit."""
+
+    max_tokens: int | None = DEFAULT_LLM_TOKENS  # input + output tokens over all calls
+    max_cost_usd: float | None = DEFAULT_LLM_USD
+
+    @classmethod
+    def of(cls, spec: LlmLimits) -> "Limits":
+        return cls(max_tokens=spec.max_tokens, max_cost_usd=spec.max_usd)
 
 
 def upstreams_from_env(env: dict[str, str] | None = None) -> dict[str, Upstream]:
@@ -124,10 +131,13 @@ def _now() -> str:
 
 def _fatal(api: str | None, message: str, status: int = 400) -> web.Response:
     """An error in the provider's own shape that no CLI retries, so the agent shows the message and stops."""
+    refused = status == 403
     if api == "anthropic":
-        body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        kind = "permission_error" if refused else "invalid_request_error"
+        body = {"type": "error", "error": {"type": kind, "message": message}}
     elif api == "gemini":
-        body = {"error": {"code": status, "message": message, "status": "FAILED_PRECONDITION"}}
+        body = {"error": {"code": status, "message": message,
+                          "status": "PERMISSION_DENIED" if refused else "FAILED_PRECONDITION"}}
     else:
         body = {"error": {"message": message, "type": "invalid_request_error", "code": "ptb_proxy"}}
     return web.json_response(body, status=status)
@@ -278,23 +288,26 @@ class MeteringProxy:
     # -- one call ------------------------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.rel_url.path
-        api = api_of(path)
+        path = request.rel_url.raw_path
         if request.method == "HEAD" and path == "/":
             return web.Response(status=200)  # Claude Code's preconnect probe
-        record = {"t": _now(), "provider": PROVIDER_OF_API.get(api or ""), "method": request.method, "path": path,
-                  "model": None, "status": None, "attempts": 0, "failures": [], "retry_s": 0.0}
+        endpoint = endpoint_for(request.method, path)
+        api = endpoint.api if endpoint else provider_guess(path)
+        record = {"t": _now(), "provider": endpoint.provider if endpoint else None, "method": request.method,
+                  "path": path[:500], "model": None, "status": None, "attempts": 0, "failures": [], "retry_s": 0.0}
         started = time.monotonic()
+        if endpoint is None:
+            return self._refuse(record, started, api, refusal(request.method, path), status=403)
         body = await request.read()
         record["model"] = self._request_model(api, path, body)
-        upstream = self.upstreams.get(record["provider"] or "")
+        upstream = self.upstreams.get(endpoint.provider)
         if upstream is None:
-            return self._refuse(record, started, api, f"no upstream configured for {record['provider'] or path}")
+            return self._refuse(record, started, api, f"no upstream configured for {endpoint.provider}")
         if self.client_key and self.client_key not in self._presented_keys(request):
             return self._refuse(record, started, api, "the client did not present this run's key", status=401)
         if self.stop_reason:
             return self._refuse(record, started, api, self.stop_reason)
-        return await self._forward(request, api, upstream, body, record, started)
+        return await self._forward(request, endpoint, upstream, body, record, started)
 
     def _refuse(self, record: dict, started: float, api: str | None, reason: str, status: int = 400) -> web.Response:
         record["status"], record["error"] = status, reason
@@ -341,7 +354,8 @@ class MeteringProxy:
         headers.update(upstream.headers)
         return url, headers
 
-    async def _forward(self, request, api, upstream, body, record, started) -> web.StreamResponse:
+    async def _forward(self, request, endpoint: Endpoint, upstream, body, record, started) -> web.StreamResponse:
+        api = endpoint.api
         url, headers = self._target(request, record["provider"], upstream)
         policy = self.policy
         while True:
@@ -379,9 +393,10 @@ class MeteringProxy:
             record["failures"].append(failure)
             await asyncio.sleep(delay)
         record["retry_s"] = round(attempt_started - started, 3)
-        return await self._relay(request, api, upstream_response, record, started)
+        return await self._relay(request, endpoint, body, upstream_response, record, started)
 
-    async def _relay(self, request, api, upstream_response, record, started) -> web.StreamResponse:
+    async def _relay(self, request, endpoint: Endpoint, body: bytes, upstream_response, record,
+                     started) -> web.StreamResponse:
         record["status"] = upstream_response.status
         response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
         for name, value in upstream_response.headers.items():
@@ -389,29 +404,41 @@ class MeteringProxy:
                 response.headers.add(name, value)
         event_stream = upstream_response.headers.get("content-type", "").startswith("text/event-stream")
         record["stream"] = event_stream
-        meter = UsageMeter(api) if api else None
+        meter = UsageMeter(endpoint.api)
         await response.prepare(request)
-        broken = False
+        broken = client_gone = False
+        received = 0
         try:
             async for chunk in upstream_response.content.iter_any():
-                if meter:
-                    meter.feed(chunk, event_stream)
-                await response.write(chunk)
+                received += len(chunk)
+                meter.feed(chunk, event_stream)
+                if client_gone:
+                    continue
+                try:
+                    await response.write(chunk)
+                except ConnectionError:
+                    # Read on to the end: the usage comes last, and the provider bills the whole answer anyway.
+                    client_gone = True
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as error:
             record["error"] = f"stream broken: {type(error).__name__}: {error}"[:300]
             broken = True
         finally:
             upstream_response.release()
-        if meter:
-            meter.finish()
-            record["model"] = record["model"] or meter.model
-            record.update(meter.usage)
-            if upstream_response.status < 400:
-                record["cost_usd"] = cost_usd(record["model"], meter.usage["input_tokens"], meter.usage["output_tokens"],
-                                              meter.usage["cached_tokens"], meter.usage["cache_write_tokens"], self.prices)
+        if client_gone:
+            record["client_gone"] = True
+        meter.finish()
+        record["model"] = record["model"] or meter.model
+        record.update(meter.usage)
+        if upstream_response.status < 400 and not endpoint.counts_tokens:
+            if not meter.reported:
+                # No usage in the answer (e.g. a chat stream without include_usage): count ~4 bytes a token, so
+                # that the limits still hold.
+                record.update(input_tokens=len(body) // 4, output_tokens=received // 4, usage_estimated=True)
+            record["cost_usd"] = cost_usd(record["model"], record["input_tokens"], record["output_tokens"],
+                                          record["cached_tokens"], record["cache_write_tokens"], self.prices)
         # Logged before the agent sees the end of the answer, so the log is complete once the agent has exited.
         self._finish(record, started, response)
-        if broken:
+        if broken or client_gone:
             # Headers are gone already, so this cannot be retried here: break the agent's connection so its own
             # client sees a failed stream and retries.
             if request.transport is not None:

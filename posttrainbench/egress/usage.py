@@ -35,6 +35,7 @@ class UsageMeter:
         self._stream: bool | None = None
         self._body = bytearray()
         self._fresh = 0  # Anthropic input_tokens: the prompt part neither read from nor written to cache
+        self.reported = False  # the answer carried usage at all
 
     def feed(self, chunk: bytes, event_stream: bool) -> None:
         self._stream = event_stream
@@ -99,10 +100,12 @@ class UsageMeter:
         if fresh is not None:
             self._fresh = fresh
         if fresh is not None or read is not None or write is not None:
+            self.reported = True
             self.usage["input_tokens"] = (
                 self._fresh + self.usage["cached_tokens"] + self.usage["cache_write_tokens"]
             )
         if usage.get("output_tokens") is not None:
+            self.reported = True
             self.usage["output_tokens"] = usage["output_tokens"]
 
     def _responses(self, event: dict) -> None:
@@ -112,6 +115,7 @@ class UsageMeter:
         self.model = response.get("model") or self.model
         usage = response.get("usage")
         if usage:
+            self.reported = True
             self.usage["input_tokens"] = usage.get("input_tokens") or 0
             self.usage["cached_tokens"] = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
             self.usage["output_tokens"] = usage.get("output_tokens") or 0
@@ -121,6 +125,7 @@ class UsageMeter:
         self.model = event.get("model") or self.model
         usage = event.get("usage")
         if usage:
+            self.reported = True
             self.usage["input_tokens"] = usage.get("prompt_tokens") or 0
             self.usage["cached_tokens"] = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
             self.usage["output_tokens"] = usage.get("completion_tokens") or 0
@@ -131,6 +136,7 @@ class UsageMeter:
         self.model = event.get("modelVersion") or self.model
         usage = event.get("usageMetadata")
         if usage:
+            self.reported = True
             thoughts = usage.get("thoughtsTokenCount") or 0
             self.usage["input_tokens"] = usage.get("promptTokenCount") or 0
             self.usage["cached_tokens"] = usage.get("cachedContentTokenCount") or 0

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from posttrainbench.specs.agents import AgentSpec
 
@@ -10,6 +10,20 @@ SandboxKind = Literal["bwrap", "none"]
 # open: the host's network (as the original); proxied: only through the logging, deny-listing egress proxy;
 # offline: none at all.
 NetworkMode = Literal["open", "proxied", "offline"]
+
+# Per-run LLM limits of the metering proxy (README, "LLM limits"): the original's dearest agents cost about $27
+# (Opus 4.6) and $33 (Qwen3 Max) per 10-hour run, in the order of 10-50 M tokens, mostly cache reads.
+DEFAULT_LLM_USD = 100.0
+DEFAULT_LLM_TOKENS = 150_000_000
+
+
+class LlmLimits(BaseModel):
+    """What one run may spend through the metering proxy; null = no limit. Reaching one stops the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_usd: float | None = Field(DEFAULT_LLM_USD, gt=0, description="dollars at list prices, all calls together")
+    max_tokens: int | None = Field(DEFAULT_LLM_TOKENS, gt=0, description="input + output tokens, all calls together")
 
 
 class RunSpec(BaseModel):
@@ -23,6 +37,7 @@ class RunSpec(BaseModel):
     network: NetworkMode = "proxied"
     limit: int | None = Field(None, description="evaluate only the first N items (tests, demos)")
     max_tokens: int | None = Field(None, description="cap on generated tokens per item (CPU demos); recorded")
+    llm: LlmLimits = Field(default_factory=LlmLimits, description="the agent's LLM spending limits")
 
     @field_validator("hours")
     @classmethod
