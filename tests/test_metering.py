@@ -25,6 +25,7 @@ from posttrainbench.egress.prices import cost_usd, price_for
 from posttrainbench.egress.redact import find_secret, redact_files, redact_text
 from posttrainbench.egress.usage import UsageMeter
 from posttrainbench.errors import PtbError
+from posttrainbench.specs.grid import expand, load_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fake_llm  # noqa: E402
@@ -248,6 +249,11 @@ def test_limits_are_on_by_default(tmp_path):
     assert Limits.of(lifted.llm) == Limits(max_tokens=150_000_000, max_cost_usd=None)
     with pytest.raises(ValueError):
         RunSpec(agent=spec.agent, model=spec.model, benchmark=spec.benchmark, llm={"max_usd": -1})
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text("agents: [{scaffold: claude, model: claude-opus-4-6}]\nmodels: [qwen3-1.7b-base]\n"
+                         "benchmarks: [gsm8k]\nllm: {max_usd: 40, max_tokens: null}\n")
+    (cell,) = expand(load_grid(grid_file))
+    assert Limits.of(cell.spec.llm) == Limits(max_tokens=None, max_cost_usd=40.0)
 
 
 def test_answers_without_usage_are_metered_by_size(tmp_path, monkeypatch):

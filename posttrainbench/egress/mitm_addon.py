@@ -105,8 +105,6 @@ class EgressAddon:
         if not self.enforce:
             return
         verdict, addresses = await self._destination(host, port)
-        if verdict is None:
-            return  # the lookup failed: mitmproxy's own connection attempt reports it
         if verdict.allowed:
             # Connect to the address just checked, not to what a second lookup might return.
             data.server.address = (addresses[0], port)
@@ -117,9 +115,12 @@ class EgressAddon:
     async def _destination(self, host: str, port: int):
         try:
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            return None, []
+        except OSError as error:
+            # Fail closed: mitmproxy would look the name up again itself, and connect wherever that leads.
+            return self._guarded(lambda: self.decider.unresolved(host, error.strerror or str(error))), []
         addresses = sorted({info[4][0] for info in found}, key=lambda address: ":" in address)  # IPv4 first
+        if not addresses:
+            return self._guarded(lambda: self.decider.unresolved(host, "no address")), []
         return self._guarded(lambda: self.decider.destination(host, addresses)), addresses
 
     def client_disconnected(self, client) -> None:
@@ -160,7 +161,7 @@ class EgressAddon:
             # Plain HTTP: refuse a private destination here, with a 403 like every other denial (server_connect
             # would refuse it too, as a bare connection error).
             checked, _ = await self._destination(request.host, request.port)
-            if checked is not None and not checked.allowed:
+            if not checked.allowed:
                 verdict = checked
         flow.metadata["ptb_verdict"] = verdict
         if self.enforce and not verdict.allowed:
@@ -211,11 +212,13 @@ class EgressAddon:
         request = flow.request
         host = self._host(flow)
         path, _, query = request.path.partition("?")
-        verdict = self.decider.request(request.method, host, path, query)
+        # Inside a tunnel the port was checked at CONNECT; plain HTTP names its own.
+        port = None if flow.client_conn.id in self.tunnels else request.port
+        verdict = self.decider.request(request.method, host, path, query, port=port)
         # The Host header picks the site on shared front ends: both names must pass.
         named = _named(request)
         if verdict.allowed and named and named != host.lower():
-            other = self.decider.request(request.method, named, path, query)
+            other = self.decider.request(request.method, named, path, query, port=port)
             if not other.allowed:
                 return other
         return verdict

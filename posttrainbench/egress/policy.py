@@ -51,6 +51,23 @@ class GithubRule(_Strict):
     reason: str | None = None
 
 
+class PackageRule(_Strict):
+    name: str  # glob over PEP 503 names
+    reason: str
+
+
+class GithubMirror(_Strict):
+    host: str  # glob
+    form: Literal["github", "raw", "jsdelivr", "statically"]  # how its paths map to GitHub's (decide.py)
+
+
+class LlmShape(_Strict):
+    name: str  # shown in the denial: "OpenAI chat completions"
+    path: Regex  # searched in the decoded path
+    host: str | None = None  # glob; None: any host
+    methods: list[str] = ["POST"]
+
+
 class TestSet(_Strict):
     datasets: list[DatasetRule] = []
     github: list[GithubRule] = []
@@ -62,17 +79,22 @@ class HubPolicy(_Strict):
     hosts: list[str]
     storage_hosts: list[str]
     viewer_hosts: list[str] = []
+    weight_files: Regex = None  # in-repo paths of model weights, denied in dataset and Space repos
     allow_models: list[str] = []
     deny_datasets: list[DatasetRule] = []
 
 
 class EgressPolicy(_Strict):
     llm_api_hosts: list[str]
+    llm_api_shapes: list[LlmShape] = []
+    connect_ports: list[int] = [80, 443]
     deny_ip_literals: bool = True
     deny_private_addresses: bool = True
     private_hosts: list[str] = []  # globs of names allowed to resolve to private addresses (internal mirrors)
     hub: HubPolicy
     github: list[GithubRule] = []
+    github_mirrors: list[GithubMirror] = []
+    packages: list[PackageRule] = []
     rules: list[UrlRule] = []
     test_sets: dict[str, TestSet] = {}
     hash_suffixes: list[str] = []
@@ -120,7 +142,8 @@ def compile_policy(
     github += [_github(g, g.reason or test_reason) for g in test_set.github]
     rules = [_rule(r, f"rule {i + 1}") for i, r in enumerate(policy.rules)]
     rules += [_rule(r, "test-set", test_reason) for r in test_set.rules]
-    packages = [{"name": p, "reason": test_reason} for p in test_set.packages]
+    packages = [p.model_dump() for p in policy.packages]
+    packages += [{"name": p, "reason": test_reason} for p in test_set.packages]
 
     allowed = set(benchmark.allowed_training_data)
     for data in benchmark.data:
@@ -143,6 +166,8 @@ def compile_policy(
         "mode": mode,
         "rules": rules,
         "llm_api_hosts": policy.llm_api_hosts,
+        "llm_api_shapes": [shape.model_dump() for shape in policy.llm_api_shapes],
+        "connect_ports": policy.connect_ports,
         "deny_ip_literals": policy.deny_ip_literals,
         "deny_private_addresses": policy.deny_private_addresses,
         "private_hosts": policy.private_hosts,
@@ -150,12 +175,14 @@ def compile_policy(
             "hosts": policy.hub.hosts,
             "storage_hosts": policy.hub.storage_hosts,
             "viewer_hosts": policy.hub.viewer_hosts,
+            "weight_files": policy.hub.weight_files,
             "models": sorted({m.lower() for m in models}),
             "base_model": base_model.hf_id,
             "instruct_twin": base_model.instruct_twin,
         },
         "datasets": datasets,
         "github": github,
+        "github_mirrors": [mirror.model_dump() for mirror in policy.github_mirrors],
         "packages": packages,
         "hash_suffixes": policy.hash_suffixes,
     }
@@ -203,12 +230,13 @@ def _rule(rule: UrlRule, name: str, reason: str | None = None) -> dict:
 
 
 def _url_source(url: str, reason: str) -> tuple[dict | None, dict | None]:
-    """Deny a URL-sourced data file: on GitHub in all its URL forms and at any ref, elsewhere exactly."""
+    """Deny a URL-sourced data file: on GitHub in all its URL forms, at any ref and in any fork (same repository
+    name, any owner), elsewhere exactly."""
     parts = urlsplit(url)
     segments = [s for s in parts.path.split("/") if s]
     if parts.hostname == "raw.githubusercontent.com" and len(segments) >= 4:
         inner = "/".join(segments[3:])
-        return {"repo": f"{segments[0]}/{segments[1]}".lower(), "path": re.escape(inner) + "$", "reason": reason}, None
+        return {"repo": f"*/{segments[1]}".lower(), "path": re.escape(inner) + "$", "reason": reason}, None
     rule = {"host": parts.hostname or "", "path": "^" + re.escape(parts.path) + "$", "allow": False,
             "reason": reason, "name": "test-set"}
     return None, rule
