@@ -146,11 +146,12 @@ def _egress(mode: str, run_dir: Path, hub: FakeHub, **kwargs):
 
 
 def _sandboxed(session, run_dir: Path, script: str, **kwargs):
+    # Not /work: checkouts and their interpreters may live there.
     request = SandboxRequest(
         argv=session.wrap(["/bin/sh", "-c", script]),
-        cwd="/work",
-        mounts=[*python_mounts(), Mount(run_dir / "work", "/work", writable=True), *session.mounts],
-        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/work", "HF_HOME": "/work/hf",
+        cwd="/job",
+        mounts=[*python_mounts(), Mount(run_dir / "work", "/job", writable=True), *session.mounts],
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/job", "HF_HOME": "/job/hf",
              **session.env},
         network=session.network,
     )
@@ -206,8 +207,10 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
         "curl -sS --noproxy '*' https://huggingface.co/ -o /dev/null; echo NOPROXY=$?",
         # Through the proxy, names of the host's own or private addresses lead nowhere either.
         # (--noproxy '': localhost is in no_proxy, where it means the sandbox's own loopback.)
-        f"echo LOCAL_TLS=$(curl -sS --noproxy '' -o /dev/null -w '%{{http_connect}}' https://localhost:{hub.port}/)",
-        f"echo LOCAL_HTTP=$(curl -sS --noproxy '' -w ' %{{http_code}}' http://localhost:{hub.port}/v1/models)",
+        "echo LOCAL_TLS=$(curl -sS --noproxy '' -o /dev/null -w '%{http_connect}' https://localhost/)",
+        "echo LOCAL_HTTP=$(curl -sS --noproxy '' -w ' %{http_code}' http://localhost/v1/models)",
+        # Only web ports, and only names: the host's services on other ports stay out of reach.
+        f"echo PORT=$(curl -sS -o /dev/null -w '%{{http_connect}}' https://huggingface.co:{hub.port}/)",
         _python(f"""
             import socket
             try:
@@ -261,6 +264,8 @@ def test_proxied_mode_allows_logs_hashes_and_denies(hub, tmp_path):
     assert values["LOCAL_TLS"] == "403"
     assert "localhost resolves to 127.0.0.1, a local or private address" in values["LOCAL_HTTP"]
     assert [r["rule"] for r in records if r["host"] == "localhost"] == ["private-address"] * 2
+    assert values["PORT"] == "403"
+    assert [r for r in records if r.get("port") == hub.port][0]["rule"] == "port"
     assert values["DIRECT"] in ("ConnectionRefusedError", "OSError", "TimeoutError")
 
     assert json.loads((tmp_path / "egress_policy.json").read_text())["hub"]["instruct_twin"] == "Qwen/Qwen3-1.7B"
