@@ -10,20 +10,6 @@ import json
 USAGE_KEYS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 
 
-def api_of(path: str) -> str | None:
-    """Which wire format a request path speaks: anthropic, responses, chat or gemini."""
-    path = path.split("?")[0]
-    if "/messages" in path:
-        return "anthropic"
-    if path.endswith("/responses") or "/responses/" in path:
-        return "responses"
-    if path.endswith("/chat/completions") or path.endswith("/completions"):
-        return "chat"
-    if ":generateContent" in path or ":streamGenerateContent" in path or ":countTokens" in path:
-        return "gemini"
-    return None
-
-
 class UsageMeter:
     """Feed response bytes as they pass; read `usage` and `model` at the end."""
 

@@ -2,7 +2,10 @@
 agent's folders.
 
 An LLM API reached directly, not through the metered route, is API misuse: the agent had an LLM (or a human-made
-key) working for it outside its budget and its trajectory. Denied requests (the instruct twin, test sets, LLM
+key) working for it outside its budget and its trajectory. LLM APIs are recognised by host (the policy's
+llm_api_hosts) and by the shape of the request on any host (llm_api_shapes: OpenAI, Anthropic, Gemini, Ollama,
+TGI/vLLM, Hugging Face Inference and Spaces), so a model served on a rented GPU or a Space counts too; in `open` runs,
+where nothing is denied, this is where such use shows. Denied requests (the instruct twin, test sets, LLM
 hosts) did not get through; they are listed for reviewers and judges, as are downloads whose sha256 is that of a
 benchmark's test file and keys found in the workspace.
 """
@@ -12,9 +15,9 @@ import functools
 from collections import Counter
 from pathlib import Path
 
+from posttrainbench.egress.decide import LlmShapes
 from posttrainbench.egress.policy import load_policy
 from posttrainbench.egress.redact import PATTERNS
-from posttrainbench.egress.usage import api_of
 from posttrainbench.integrity import files
 from posttrainbench.integrity.report import Check
 from posttrainbench.specs import all_benchmarks
@@ -38,12 +41,20 @@ def llm_hosts() -> tuple[str, ...]:
     return tuple(h.lower() for h in load_policy().llm_api_hosts)
 
 
+@functools.cache
+def llm_shapes() -> LlmShapes:
+    """The LLM API request shapes of the egress proxy's default policy."""
+    return LlmShapes([shape.model_dump() for shape in load_policy().llm_api_shapes])
+
+
 def _is_llm(record: dict) -> bool:
     host = _host(record).lower().rstrip(".")
     if host in LOCAL_HOSTS:
         return False
     known = record.get("rule") == "llm-api" or any(fnmatch.fnmatchcase(host, glob) for glob in llm_hosts())
-    return known or api_of(str(record.get("path") or "")) is not None
+    path = record.get("path")
+    return known or (isinstance(path, str) and llm_shapes().match(str(record.get("method") or ""), host, path)
+                     is not None)
 
 
 def _got_through(record: dict) -> bool:
