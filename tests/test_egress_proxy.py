@@ -2,7 +2,6 @@
 huggingface.co, its LFS CDN and the OpenAI API; the proxy connects to it instead of resolving those names (no DNS
 is used) and trusts its CA upstream."""
 
-import datetime
 import hashlib
 import json
 import shlex
@@ -17,10 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from posttrainbench.egress.proxy import mitmproxy_python
 from posttrainbench.egress.session import start_egress
@@ -28,6 +23,9 @@ from posttrainbench.egress.summary import summarize_egress
 from posttrainbench.errors import PtbError
 from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
 from posttrainbench.specs import get_benchmark, get_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from egress_support import certificates  # noqa: E402
 
 pytestmark = pytest.mark.bwrap
 
@@ -64,7 +62,7 @@ class FakeHub:
     """HTTPS on 127.0.0.1 for HOSTS: small files answered directly, LFS files redirected to the CDN as the hub does."""
 
     def __init__(self, folder: Path) -> None:
-        self.ca, pem = _certificates(folder)
+        self.ca, pem = certificates(folder, HOSTS)
         self.seen: list[str] = []
         hub = self
 
@@ -111,26 +109,6 @@ class FakeHub:
         self.port = self.server.server_address[1]
         self.resolve = {host: ("127.0.0.1", self.port) for host in HOSTS}
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-def _certificates(folder: Path) -> tuple[Path, Path]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake hub CA")])
-
-    def build(subject, public_key):
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=1)))
-
-    ca = build(ca_name, ca_key.public_key()).add_extension(
-        x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
-    leaf = build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTS[0])]), key.public_key()).add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), critical=False).sign(ca_key, hashes.SHA256())
-    (folder / "hub-ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "hub.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return folder / "hub-ca.pem", folder / "hub.pem"
 
 
 @pytest.fixture(scope="module")
