@@ -356,3 +356,12 @@ def test_policy_lists_are_data():
     assert d.connect("example.org", 8443).allowed and d.connect("example.org", 443).allowed
     with pytest.raises(PtbError, match="github_mirrors"):
         load_policy({"github_mirrors": [{"host": "x", "form": "gitlab"}]})
+
+
+@pytest.mark.parametrize("url", [
+    "https://cdn.huggingface.co/Qwen/Qwen3-1.7B/model.safetensors",
+    "https://s3.amazonaws.com/models.huggingface.co/bert/bert-base-uncased-pytorch_model.bin",
+    "https://models.huggingface.co.s3.amazonaws.com/bert/bert-base-uncased.tar.gz",
+])
+def test_legacy_hub_storage_is_denied(url):
+    assert not verdict_of(decider(), url).allowed
