@@ -143,6 +143,9 @@ def test_cli_runs_script_in_sandbox(name, agent_clis, tmp_path):
     assert "You still have 1h 00m" in last
     assert last.count("notes.txt") >= 1
 
+    # Everything the real CLI asked for is on the metering proxy's list of endpoints.
+    assert [c["path"] for c in run.calls if c["status"] == 403] == []
+
     # Token counts and cost: the proxy's totals match what the fake server sent.
     usage = fake.usage_total()
     assert run.summary["input_tokens"] == usage["input"]
