@@ -6,7 +6,7 @@ dot segments (`/v1/messages/../files`, also percent-encoded), doubled slashes, b
 never match, and neither do the batch, files, fine-tuning, admin or organisation APIs that the real key would
 otherwise open.
 
-What the four pinned CLIs send (docs/agent-clis.md): Claude Code `POST /v1/messages?beta=true`, Codex
+What the four pinned CLIs send (tests/test_agents_cli.py checks that none of it is refused): Claude Code `POST /v1/messages?beta=true`, Codex
 `POST /v1/responses`, Gemini CLI `POST /v1beta/models/M:streamGenerateContent` (and `:generateContent` for its
 router), OpenCode `POST /v1/chat/completions` (or the Messages/Responses routes of its built-in providers). Token
 counting (`count_tokens`, `input_tokens`, `:countTokens`) is allowed because clients call it to size their

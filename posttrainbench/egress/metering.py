@@ -6,7 +6,8 @@ unchanged while reading its token usage. Every call becomes one JSON line in the
 
 Upstream failures before the first response byte (429, 5xx, 529, connection errors) are retried here with
 bounded backoff, so the time an agent spends blocked on a flaky provider is visible and can be subtracted from
-its working time. When retries are exhausted, or a token or dollar limit is reached, the agent gets a 400 error:
+its working time. Only inference and token-counting endpoints are forwarded (endpoints.py); anything else gets a
+403. When retries are exhausted, or a token or dollar limit is reached, the agent gets a 400 error:
 every CLI treats 4xx (other than 408/409/429) as fatal and exits instead of retrying forever, and `stop_reason`
 tells the harness why.
 
@@ -31,9 +32,9 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from posttrainbench.egress.endpoints import Endpoint, endpoint_for, provider_guess, refusal
 from posttrainbench.egress.prices import Price, cost_usd
 from posttrainbench.egress.redact import redact_text
-from posttrainbench.egress.endpoints import Endpoint, endpoint_for, provider_guess, refusal
 from posttrainbench.egress.usage import USAGE_KEYS, UsageMeter
 from posttrainbench.errors import PtbError
 from posttrainbench.specs.run import DEFAULT_LLM_TOKENS, DEFAULT_LLM_USD, LlmLimits
