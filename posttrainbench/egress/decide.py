@@ -95,13 +95,13 @@ class Decider:
             _Rule(r["host"].lower(), _regex(r.get("path")), bool(r.get("allow")), r.get("reason") or "", r["name"])
             for r in compiled["rules"]
         ]
-        self.llm_hosts = [h.lower() for h in compiled["llm_api_hosts"]]
+        self.llm_hosts = _globs(compiled["llm_api_hosts"])
         self.deny_ip_literals = bool(compiled.get("deny_ip_literals", True))
         self.deny_private_addresses = bool(compiled.get("deny_private_addresses", True))
-        self.private_hosts = [h.lower() for h in compiled.get("private_hosts", [])]
+        self.private_hosts = _globs(compiled.get("private_hosts", []))
         hub = compiled["hub"]
         self.hub_hosts = {h.lower() for h in hub["hosts"]}
-        self.storage_hosts = [h.lower() for h in hub["storage_hosts"]]
+        self.storage_hosts = _globs(hub["storage_hosts"])
         self.viewer_hosts = {h.lower() for h in hub.get("viewer_hosts", [])}
         self.models = {m.lower() for m in hub["models"]}
         self.base_model = hub["base_model"]
@@ -115,6 +115,10 @@ class Decider:
         self.shapes = LlmShapes(compiled.get("llm_api_shapes", []))
         self.github_mirrors = [(m["host"].lower(), m["form"]) for m in compiled.get("github_mirrors", [])]
         self.weight_files = _regex(hub.get("weight_files"))
+        # Hosts whose URLs, carried inside another URL, are judged too (besides the hub and GitHub).
+        self.known_sites = _globs([*hub["storage_hosts"], *compiled["llm_api_hosts"],
+                                   *(m["host"] for m in compiled.get("github_mirrors", [])),
+                                   *(r["host"] for r in compiled["rules"] if not r.get("allow"))])
         self.hash_suffixes = tuple(s.lower() for s in compiled["hash_suffixes"])
         # (host, path) of storage URLs an allowed hub request redirected to -> (repo, file) it was for.
         self.approved: dict[tuple[str, str], tuple[str | None, str | None]] = {}
@@ -134,7 +138,7 @@ class Decider:
                     return Verdict(rule.allow, rule.name, rule.reason)
                 break
         else:
-            if any(_host_match(host, pattern) for pattern in self.llm_hosts):
+            if self.llm_hosts.match(host):
                 return _llm(host)
         return Verdict(True, "tunnel")
 
@@ -150,7 +154,7 @@ class Decider:
         for rule in self.rules:
             if _host_match(host, rule.host) and (rule.path is None or rule.path.search(path)):
                 return Verdict(rule.allow, rule.name, rule.reason, hashed=self._suffix(path))
-        if any(_host_match(host, pattern) for pattern in self.llm_hosts):
+        if self.llm_hosts.match(host):
             return _llm(host)
         shape = self.shapes.match(method, host, path)
         if shape:
@@ -164,7 +168,7 @@ class Decider:
             return package
         if host in self.hub_hosts:
             return self._hub(path)
-        if any(_host_match(host, pattern) for pattern in self.storage_hosts):
+        if self.storage_hosts.match(host):
             return self._storage(host, path)
         if host in self.viewer_hosts:
             return self._viewer(query)
@@ -185,7 +189,7 @@ class Decider:
         """After the proxy's DNS lookup: a name leading to the host's own or a private network (the harness's
         services, cloud metadata, the cluster) is refused unless listed in private_hosts."""
         host = _host(host)
-        if self.deny_private_addresses and not any(_host_match(host, p) for p in self.private_hosts):
+        if self.deny_private_addresses and not self.private_hosts.match(host):
             for address in addresses:
                 if not _global(address):
                     return Verdict(False, "private-address", f"{host} resolves to {address}, a local or private "
@@ -201,7 +205,7 @@ class Decider:
         """An allowed hub request redirected to `location`: a storage URL there becomes fetchable once."""
         url = urlsplit(urljoin(f"https://{from_host}/", location))
         host = _host(url.hostname or "")
-        if any(_host_match(host, pattern) for pattern in self.storage_hosts):
+        if self.storage_hosts.match(host):
             self.approved[(host, normalize_path(url.path))] = (verdict.repo, verdict.file)
 
     def approve_lfs_batch(self, body: bytes, verdict: Verdict) -> None:
@@ -215,7 +219,7 @@ class Decider:
             if isinstance(href, str):
                 url = urlsplit(href)
                 host = _host(url.hostname or "")
-                if any(_host_match(host, pattern) for pattern in self.storage_hosts):
+                if self.storage_hosts.match(host):
                     self.approved[(host, normalize_path(url.path))] = (verdict.repo, obj.get("oid"))
 
     # -- the hub --------------------------------------------------------------------------------------------------
@@ -355,9 +359,7 @@ class Decider:
     def _known_site(self, host: str) -> bool:
         host = host.split(":", 1)[0]
         return (host in self.hub_hosts or host in GITHUB_HOSTS or host in self.viewer_hosts
-                or any(_host_match(host, p) for p in (*self.storage_hosts, *self.llm_hosts))
-                or any(_host_match(host, p) for p, _ in self.github_mirrors)
-                or any(_host_match(host, r.host) for r in self.rules if not r.allow))
+                or self.known_sites.match(host) is not None)
 
     def _port(self, host: str, port: int) -> Verdict:
         ports = ", ".join(str(p) for p in sorted(self.connect_ports))
@@ -496,6 +498,11 @@ def _regex(pattern: str | None) -> re.Pattern | None:
 
 def _host(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
+
+
+def _globs(patterns: list[str]) -> re.Pattern:
+    """One regex for a list of host globs (matching none when the list is empty)."""
+    return re.compile("|".join(fnmatch.translate(p.lower()) for p in patterns) or "(?!)")
 
 
 def _host_match(host: str, pattern: str) -> bool:
