@@ -23,8 +23,10 @@ from posttrainbench.egress.metering import Limits, Upstream, read_log
 from posttrainbench.egress.proxy import mitmproxy_python
 from posttrainbench.egress.session import start_egress
 from posttrainbench.errors import PtbError
+from posttrainbench.integrity import egress_check
 from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
-from posttrainbench.specs import get_benchmark, get_model
+from posttrainbench.specs import RunSpec, get_benchmark, get_model, parse_agent
+from posttrainbench.workspace.manifest import RunManifest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from egress_support import certificates  # noqa: E402
@@ -181,6 +183,24 @@ def test_egress_attacks_from_the_sandbox_are_refused(site, tmp_path):
 
     for name, _, _ in CONTROLS:
         assert results[name].startswith("200 ") and results[name].endswith("SERVED"), (name, results[name])
+
+
+def test_llm_use_in_open_runs_is_flagged(site, tmp_path):
+    """`open` denies nothing: an LLM served elsewhere answers, and the integrity stage flags the run from the log."""
+    requests = [("llm-openai-shape", "POST", "https://my-gpu.example/v1/chat/completions"),
+                ("llm-hf-space", "POST", "https://someone-chat.hf.space/gradio_api/call/chat")]
+    with start_egress("open", tmp_path, base_model=get_model("qwen3-1.7b-base"), benchmark=get_benchmark("gsm8k"),
+                      upstream_ca=site.ca, resolve=site.resolve) as session:
+        status, output = _sandboxed(session.wrap(["/bin/sh", "-c", _curl_lines(requests)]), tmp_path,
+                                    session.mounts, session.env, session.network)
+    assert status == "finished", output
+    assert all(_results(output)[name].endswith("SERVED") for name, _, _ in requests), output
+    spec = RunSpec(agent=parse_agent("command", ["true"]), model="qwen3-1.7b-base", benchmark="gsm8k", network="open")
+    manifest = RunManifest(run_id="r1", spec=spec, model=get_model(spec.model), benchmark=get_benchmark("gsm8k"),
+                           created_at="2026-01-01T00:00:00Z", base_model_dir="/none", hf_repo_dir="/none",
+                           data_dir="/none", pristine_sha256={}, versions={})
+    result = egress_check.check(tmp_path, manifest)
+    assert result.flags == ["api_misuse"] and result.numbers["llm_api_direct"] == 2, result
 
 
 METERING_ATTACKS = [
