@@ -365,3 +365,14 @@ def test_policy_lists_are_data():
 ])
 def test_legacy_hub_storage_is_denied(url):
     assert not verdict_of(decider(), url).allowed
+
+
+def test_other_names_under_the_hub_domains():
+    d = decider()
+    for url in ("https://us-west.hf.co/Qwen/Qwen3-1.7B.git/info/refs?service=git-upload-pack",
+                "https://eu.huggingface.co/Qwen/Qwen3-1.7B/raw/main/config.json",
+                "https://x.hf-mirror.com/Qwen/Qwen3-1.7B/blob/main/model.safetensors"):
+        verdict = verdict_of(d, url)
+        assert not verdict.allowed and "instruct twin" in verdict.reason, url
+    assert verdict_of(d, "https://discuss.huggingface.co/t/fine-tuning-qwen3/1234").allowed
+    assert verdict_of(d, "https://status.hf.co/incidents/abc").allowed

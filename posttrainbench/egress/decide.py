@@ -36,6 +36,7 @@ HUB_ACTIONS = {
     "delete", "treesize", "compare", "lfs-files", "likers", "settings", "blame", "branch", "tag", "notebook",
 }
 GIT_SEGMENTS = ("info", "git-upload-pack", "git-receive-pack")
+REPOSITORY_CONTENT = ("resolve", "raw", "blob", "tree", "info", "git-upload-pack", "parquet", "paths-info")
 GITHUB_HOSTS = ("github.com", "api.github.com", "codeload.github.com", "raw.githubusercontent.com",
                 "media.githubusercontent.com")
 # A distribution file: NAME-VERSION[-TAGS].EXT (sdists and wheels; wheels write the name with underscores).
@@ -101,6 +102,9 @@ class Decider:
         self.private_hosts = _globs(compiled.get("private_hosts", []))
         hub = compiled["hub"]
         self.hub_hosts = {h.lower() for h in hub["hosts"]}
+        # Other names under the hub's domains: their repository downloads are judged as the hub's, their other
+        # pages (the forum, status) are not repositories.
+        self.hub_subdomains = _globs([f"*.{h}" for h in hub["hosts"] if not h.startswith("www.")])
         self.storage_hosts = _globs(hub["storage_hosts"])
         self.viewer_hosts = {h.lower() for h in hub.get("viewer_hosts", [])}
         self.models = {m.lower() for m in hub["models"]}
@@ -178,6 +182,8 @@ class Decider:
             if _host_match(host, pattern):
                 return self._github_mirror(host, form, path)
         target = mirror_target(path)
+        if target is None and self.hub_subdomains.match(host):
+            target = _repository_download(hub_target(path))
         if target is not None:
             verdict = self._hub_repo(*target, hashed=self._suffix(path))
             if not verdict.allowed:
@@ -482,6 +488,13 @@ def normalize_path(path: str) -> str:
         path = decoded
     path = path.replace("\\", "/")
     return posixpath.normpath("/" + path.lstrip("/"))
+
+
+def _repository_download(target: tuple[str, str, str, bool] | None) -> tuple[str, str, str, bool] | None:
+    """The target of a hub URL that fetches repository content (files, trees, git), else None."""
+    if target is not None and (target[3] or target[2].split("/", 1)[0] in REPOSITORY_CONTENT):
+        return target
+    return None
 
 
 def _resolved_file(rest: str) -> str | None:
