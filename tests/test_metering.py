@@ -422,3 +422,24 @@ def test_upstream_error_quoting_the_key_is_redacted_in_the_log(tmp_path, monkeyp
         assert post(proxy.url, *api_request("chat", True))[0] == 200
     assert KEY not in (tmp_path / "calls.jsonl").read_text()
     assert "invalid key [REDACTED]" in (tmp_path / "calls.jsonl").read_text()
+
+
+def test_calls_in_flight_are_bounded_so_a_limit_holds(tmp_path, monkeypatch):
+    """A burst of parallel calls cannot carry the run far past a limit: only max_concurrent are forwarded at once,
+    and the ones waiting are refused once a finished call reaches the limit."""
+    import concurrent.futures
+
+    real = fake_llm.chat_events
+
+    def slow(reply, model):
+        time.sleep(1)  # every call of the burst is in flight before the first one ends
+        return real(reply, model)
+
+    monkeypatch.setattr(fake_llm, "chat_events", slow)
+    path, body = api_request("chat", True)
+    with FakeLLM(["true"]) as fake, proxy_for(fake.url, tmp_path, limits=Limits(max_tokens=1, max_concurrent=2)) \
+            as proxy:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(lambda _: post(proxy.url, path, body)[0], range(12)))
+    assert 1 <= statuses.count(200) <= 2 and statuses.count(400) == 12 - statuses.count(200)
+    assert len(fake.requests) == statuses.count(200)

@@ -85,6 +85,9 @@ class Limits:
 
     max_tokens: int | None = DEFAULT_LLM_TOKENS  # input + output tokens over all calls
     max_cost_usd: float | None = DEFAULT_LLM_USD
+    # Calls forwarded at once; more wait. A limit is checked as calls end, so this bounds how far the calls in
+    # flight when it is reached can take the run past it.
+    max_concurrent: int = 16
 
     @classmethod
     def of(cls, spec: LlmLimits) -> "Limits":
@@ -208,6 +211,7 @@ class MeteringProxy:
         self._startup_error: BaseException | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._in_flight: asyncio.Semaphore | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -258,6 +262,7 @@ class MeteringProxy:
             loop.close()
 
     async def _open(self) -> None:
+        self._in_flight = asyncio.Semaphore(self.limits.max_concurrent)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.policy.connect_timeout_s,
                                         sock_read=self.policy.read_timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
@@ -306,9 +311,10 @@ class MeteringProxy:
             return self._refuse(record, started, api, f"no upstream configured for {endpoint.provider}")
         if self.client_key and self.client_key not in self._presented_keys(request):
             return self._refuse(record, started, api, "the client did not present this run's key", status=401)
-        if self.stop_reason:
-            return self._refuse(record, started, api, self.stop_reason)
-        return await self._forward(request, endpoint, upstream, body, record, started)
+        async with self._in_flight:
+            if self.stop_reason:
+                return self._refuse(record, started, api, self.stop_reason)
+            return await self._forward(request, endpoint, upstream, body, record, started)
 
     def _refuse(self, record: dict, started: float, api: str | None, reason: str, status: int = 400) -> web.Response:
         record["status"], record["error"] = status, reason
