@@ -15,6 +15,7 @@ A violation raises `Refused` (a PtbError: one clear line), so callers decide wha
 """
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -51,6 +52,10 @@ class Caps:
     files: int = 200_000
     depth: int = 64
     bytes: int = 1 << 40  # sum of the apparent sizes (st_size) of regular files
+
+
+# For passes over a whole run directory (redaction, integrity scans): wide enough for an agent's caches.
+SCAN_CAPS = Caps(files=10_000_000, depth=256, bytes=1 << 60)
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,15 @@ def read_bytes(root: Path, rel: str | Path, *, limit: int = MAX_READ) -> bytes:
 def read_text(root: Path, rel: str | Path, *, limit: int = MAX_READ) -> str:
     """The file as text; undecodable bytes become U+FFFD."""
     return read_bytes(root, rel, limit=limit).decode("utf-8", "replace")
+
+
+def sha256(root: Path, rel: str | Path) -> str:
+    """sha256 of root/rel, read without following links."""
+    digest = hashlib.sha256()
+    with open_file(root, rel) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _depth(value: Any) -> int:
