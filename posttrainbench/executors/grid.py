@@ -26,6 +26,7 @@ from posttrainbench.executors.scheduler import Job
 from posttrainbench.executors.slurm import SlurmExecutor, queue_states
 from posttrainbench.specs.grid import Cell, Grid, expand, load_grid
 from posttrainbench.store import Store
+from posttrainbench.untrusted import escape_text
 
 ExecutorName = Literal["local", "slurm"]
 LOCK = ".grid.lock"
@@ -151,7 +152,7 @@ class _Driver:
         self.console = console
 
     def log(self, message: str) -> None:
-        self.console.print(f"[dim]grid {self.grid.name}[/] {message}", highlight=False)
+        self.console.print(f"[dim]grid {escape_text(self.grid.name)}[/] {escape_text(message)}", highlight=False)
 
     def rows(self) -> list[CellRow]:
         return [r for r in self.cells.rows(self.grid.name) if r.cell_key in self.by_key]
