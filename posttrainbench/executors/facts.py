@@ -99,6 +99,8 @@ def measure(layout: RunLayout, stage: str, exc: BaseException) -> Facts:
     facts = Facts(stage=stage, at=time.time(), exception=f"{kind.__module__}.{kind.__qualname__}",
                   errno=exc.errno if isinstance(exc, OSError) else None,
                   returncode=exc.returncode if isinstance(exc, EvaluationFailed) else None)
+    if facts.interrupted:
+        return facts  # the worker is being stopped: no time for measurements, and none would change the outcome
     # Each measurement on its own: one that fails leaves its field empty, never hides the failure being recorded.
     try:
         facts.gpus = read_manifest(layout.manifest).spec.gpus
