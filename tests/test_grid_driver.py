@@ -304,6 +304,10 @@ AGENT_CHOSEN = "evaluating the agent's model failed: no file 'out of memory' in 
      "base", "the agent left no final_model folder", None, ("retry", "agent")),
     ({"status": "failed_to_start", "detail": "bwrap: Can't mount proc"}, "base", "no model", None,
      ("retry", "agent")),
+    # A reprompt session that could not start, after the agent had run: what it left may be why.
+    ({"status": "failed_to_start", "detail": "bwrap: Can't mount", "sessions": [
+        {"status": "finished"}, {"status": "failed_to_start", "detail": "bwrap: Can't mount"}]}, "base", "no model",
+     None, ("result", None)),
     ({"status": "finished"}, "base", EVAL_OOM, {"returncode": facts.OOM_EXIT}, ("retry", "evaluate")),
     ({"status": "finished"}, "base", EVAL_OOM, {"returncode": -9}, ("retry", "evaluate")),
     ({"status": "finished"}, "base", "no model", {"free_bytes": 1 << 20, "run_bytes": 1 << 20},

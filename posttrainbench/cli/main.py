@@ -291,7 +291,9 @@ def judge(
     agent: Annotated[str, typer.Option(help="the judge: SCAFFOLD:MODEL")] = "codex:gpt-5.1-codex",
     rerun: Annotated[bool, typer.Option(help="run the judges again instead of reusing their verdicts")] = False,
 ) -> None:
-    """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence."""
+    """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence.
+    The deterministic checks always run again: an integrity_error flag clears once they finish (--judges 0
+    runs only them)."""
     from posttrainbench.integrity import check_run
     from posttrainbench.specs import parse_agent
 

@@ -44,8 +44,10 @@ def classify(store: Store, run_id: str, ended: str | None = None) -> Outcome:
         if storm:
             return Outcome("retry", storm, reopen="agent")
         agent_exit = _agent_exit(layout)
-        if agent_exit.get("status") == "failed_to_start":
-            return Outcome("retry", f"the sandbox did not start: {agent_exit.get('detail')}", reopen="agent")
+        # Only before the agent ever ran: a later (reprompt) session may fail to start over what the agent left.
+        first = (agent_exit.get("sessions") or [agent_exit])[0]
+        if first.get("status") == "failed_to_start":
+            return Outcome("retry", f"the sandbox did not start: {first.get('detail')}", reopen="agent")
         measured = facts.read(facts.evaluation_facts(layout)) if row.score_source == "base" else None
         cause = measured.infra() if measured else None
         if cause:
