@@ -173,3 +173,15 @@ def test_display_strips_terminal_control_and_markup():
     assert "[/bold] [red]x[/red]" in buffer.getvalue() and "\x1b]" not in buffer.getvalue()
     assert untrusted.clean_text("a\nb") == "a b" and untrusted.clean_text("a\nb", newlines=True) == "a\nb"
     assert untrusted.clean_text("x" * 500, limit=10) == "x" * 9 + "…"
+
+
+def test_holes_stay_holes_where_the_filesystem_hides_them(tmp_path, monkeypatch):
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as handle:
+        handle.write(b"head")
+        handle.truncate(256 << 20)
+    monkeypatch.setattr(untrusted, "_data_ranges", lambda fd, size: [(0, size)])  # no SEEK_HOLE support
+    untrusted.copy_file(tmp_path, "sparse", tmp_path / "copy")
+    copy = tmp_path / "copy"
+    assert copy.stat().st_size == 256 << 20 and copy.stat().st_blocks * 512 <= 2 << 20  # one block of data
+    assert copy.read_bytes()[:4] == b"head"
