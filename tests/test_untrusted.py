@@ -50,8 +50,9 @@ def test_links_are_refused_at_every_component(tmp_path, host):
         untrusted.open_dir(agent, "dir_link")
     with pytest.raises(Refused, match=r"'\.\.'"):
         untrusted.read_text(agent, "real/../../host/secret.txt")
-    with pytest.raises(FileNotFoundError):
-        untrusted.read_text(agent, "missing")
+    for missing in ("missing", "x" * 300, "real/" + "y" * 5000):  # past NAME_MAX, past PATH_MAX
+        with pytest.raises(FileNotFoundError):
+            untrusted.read_text(agent, missing)
     assert not untrusted.is_file(agent, "file_link") and not untrusted.is_dir(agent, "dir_link")
     assert untrusted.is_file(agent, "real/ok.txt") and untrusted.is_dir(agent, "real")
 
