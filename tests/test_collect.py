@@ -14,6 +14,14 @@ def _model(folder, **config):
     return folder
 
 
+def sparse_safetensors(path, floats: int) -> None:
+    """A valid safetensors file of one all-zero tensor whose data is a hole: a few KB on disk."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [floats], "data_offsets": [0, 4 * floats]}}).encode()
+    with open(path, "wb") as handle:
+        handle.write(len(header).to_bytes(8, "little") + header)
+        handle.truncate(8 + len(header) + 4 * floats)
+
+
 def _base(tmp_path):
     base = _model(tmp_path / "base")
     (base / "tokenizer_config.json").write_text("{}")
@@ -79,3 +87,21 @@ def test_rejections(tmp_path):
         assert result.status == "rejected", name
         assert expected in result.reason, (name, result.reason)
         assert not (tmp_path / f"vetted-{name}").exists()
+
+
+def test_final_model_that_is_a_link_to_a_host_folder_is_rejected(tmp_path):
+    host_model = _model(tmp_path / "host_model")
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "final_model").symlink_to(host_model)
+    result = collect(task / "final_model", tmp_path / "vetted", _base(tmp_path))
+    assert result.status == "rejected" and result.reason == "final_model is a symbolic link"
+    assert not (tmp_path / "vetted").exists()
+
+
+def test_sparse_weights_stay_sparse_in_the_copy(tmp_path):
+    sub = _model(tmp_path / "final_model")
+    sparse_safetensors(sub / "model.safetensors", 1 << 26)
+    result = collect(sub, tmp_path / "vetted", _base(tmp_path))
+    copy = tmp_path / "vetted" / "model.safetensors"
+    assert result.status == "ok" and copy.stat().st_size > 1 << 28 and copy.stat().st_blocks * 512 < 1 << 20, result

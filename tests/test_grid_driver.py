@@ -13,6 +13,7 @@ import yaml
 
 from posttrainbench import paths
 from posttrainbench.errors import PtbError
+from posttrainbench.executors import facts
 from posttrainbench.executors import grid as grid_module
 from posttrainbench.executors import local as local_module
 from posttrainbench.executors.failures import classify
@@ -34,8 +35,17 @@ class HarnessDied(BaseException):
     """Stands for SIGKILL: nothing in the harness gets to clean up."""
 
 
-def finish(source="final", score=0.5, error=None):
+def measured(stage, **fields) -> facts.Facts:
+    """What the harness measured at a failure; the defaults: nothing wrong with the host."""
+    return facts.Facts(**({"stage": stage, "at": 0.0, "free_bytes": 100 << 30, "run_bytes": 0} | fields))
+
+
+def finish(source="final", score=0.5, error=None, evaluation: facts.Facts | None = None):
     def attempt(store: Store, run_id: str) -> None:
+        if evaluation is not None:
+            layout = RunLayout(Path(store.get(run_id).run_dir))
+            layout.results("final").mkdir(parents=True, exist_ok=True)
+            facts.record(facts.evaluation_facts(layout), evaluation)
         store.set_status(run_id, "running")
         for stage in STAGES:
             if not store.stage_done(run_id, stage):
@@ -46,8 +56,9 @@ def finish(source="final", score=0.5, error=None):
     return attempt
 
 
-def fail(stage, error):
+def fail(stage, error, found: facts.Facts | None = None):
     def attempt(store: Store, run_id: str) -> None:
+        facts.record(facts.stage_facts(RunLayout(Path(store.get(run_id).run_dir))), found or measured(stage))
         store.set_status(run_id, "running")
         store.stage_start(run_id, stage)
         store.stage_end(run_id, stage, error=error)
@@ -152,8 +163,8 @@ def by_agent(statuses):
 def test_results_retries_and_errors(tmp_path, monkeypatch, fake_runs):
     made = use_script(monkeypatch, {
         "good": [finish()],
-        "nogpu": [fail("agent", NO_GPU), finish()],
-        "oom": [finish("base", 0.1, EVAL_OOM), finish("final", 0.3)],
+        "nogpu": [fail("agent", NO_GPU, measured("agent", gpu_problem="/dev/nvidiactl does not exist")), finish()],
+        "oom": [finish("base", 0.1, EVAL_OOM, measured("evaluate", returncode=facts.OOM_EXIT)), finish("final", 0.3)],
         "crashed": [finish("base", 0.1, "the agent left no final_model folder")],
         "bug": [fail("collect", "TypeError: boom")],
         "lost": [vanish, vanish],
@@ -281,19 +292,38 @@ def _run(store: Store, tmp_path: Path, agent_exit: dict | None = None) -> str:
     return "r1"
 
 
-@pytest.mark.parametrize("agent_exit, source, error, expected", [
-    ({"status": "crashed", "stop_reason": None}, "base", "the agent left no final_model folder", ("result", None)),
-    ({"status": "timed_out", "stop_reason": "token limit reached (100 >= 50)"}, "base", "no model", ("result", None)),
-    ({"status": "crashed", "stop_reason": "LLM API unreachable: upstream failed after 8 attempts (HTTP 529)"},
-     "base", "the agent left no final_model folder", ("retry", "agent")),
-    ({"status": "failed_to_start", "detail": "bwrap: Can't mount proc"}, "base", "no model", ("retry", "agent")),
-    ({"status": "finished"}, "base", EVAL_OOM, ("retry", "evaluate")),
-    ({"status": "finished"}, "base", "evaluating final_model on gsm8k failed: config.json has no model_type",
+AGENT_CHOSEN = "evaluating the agent's model failed: no file 'out of memory' in final_model (CUDA error: unknown)"
+
+
+@pytest.mark.parametrize("agent_exit, source, error, evaluation, expected", [
+    ({"status": "crashed", "stop_reason": None}, "base", "the agent left no final_model folder", None,
      ("result", None)),
+    ({"status": "timed_out", "stop_reason": "token limit reached (100 >= 50)"}, "base", "no model", None,
+     ("result", None)),
+    ({"status": "crashed", "stop_reason": "LLM API unreachable: upstream failed after 8 attempts (HTTP 529)"},
+     "base", "the agent left no final_model folder", None, ("retry", "agent")),
+    ({"status": "failed_to_start", "detail": "bwrap: Can't mount proc"}, "base", "no model", None,
+     ("retry", "agent")),
+    # A reprompt session that could not start, after the agent had run: what it left may be why.
+    ({"status": "failed_to_start", "detail": "bwrap: Can't mount", "sessions": [
+        {"status": "finished"}, {"status": "failed_to_start", "detail": "bwrap: Can't mount"}]}, "base", "no model",
+     None, ("result", None)),
+    ({"status": "finished"}, "base", EVAL_OOM, {"returncode": facts.OOM_EXIT}, ("retry", "evaluate")),
+    ({"status": "finished"}, "base", EVAL_OOM, {"returncode": -9}, ("retry", "evaluate")),
+    ({"status": "finished"}, "base", "no model", {"free_bytes": 1 << 20, "run_bytes": 1 << 20},
+     ("retry", "evaluate")),
+    # The agent's words in the message decide nothing; its own files filling the disk are its own doing.
+    ({"status": "finished"}, "base", AGENT_CHOSEN, None, ("result", None)),
+    ({"status": "finished"}, "base", AGENT_CHOSEN, {"returncode": 1}, ("result", None)),
+    ({"status": "finished"}, "base", "no model", {"free_bytes": 1 << 20, "run_bytes": 50 << 30}, ("result", None)),
+    ({"status": "finished"}, "base", "evaluating final_model on gsm8k failed: config.json has no model_type",
+     {"returncode": 3}, ("result", None)),
 ])
-def test_classify_finished_runs(tmp_path, agent_exit, source, error, expected):
+def test_classify_finished_runs(tmp_path, agent_exit, source, error, evaluation, expected):
     store = Store(tmp_path / "s.sqlite")
     run_id = _run(store, tmp_path, agent_exit)
+    if evaluation is not None:
+        finish(source, 0.1, error, measured("evaluate", **evaluation))(store, run_id)
     store.update(run_id, score=0.1, score_source=source, error=error)
     store.set_status(run_id, "done", error)
     outcome = classify(store, run_id)
@@ -306,9 +336,24 @@ def test_classify_failed_and_vanished_runs(tmp_path):
     store.set_status(run_id, "running")
     assert classify(store, run_id, "Slurm job 7 TIMEOUT").reason == (
         "the worker stopped before the run finished (Slurm job 7 TIMEOUT)")
-    attempts = [("agent", NO_GPU, "retry"), ("evaluate", "CUDA out of memory. Tried to allocate", "retry"),
-                ("evaluate", "interrupted", "retry"), ("collect", "ValueError: bad", "fatal")]
-    for stage, error, kind in attempts:
+    attempts = [
+        ("agent", NO_GPU, measured("agent", gpu_problem="/dev/nvidiactl does not exist"), "retry"),
+        ("evaluate", "evaluating the base model failed", measured("evaluate", returncode=facts.OOM_EXIT), "retry"),
+        ("agent", "interrupted", measured("agent", exception="builtins.KeyboardInterrupt"), "retry"),
+        ("collect", "database is locked", measured("collect", exception="sqlite3.OperationalError"), "retry"),
+        ("collect", "ValueError: bad", measured("collect", exception="builtins.ValueError"), "fatal"),
+        # Messages that quote agent-made names: only the measurements count.
+        ("agent", "No space left on device: 'task/out of memory'",
+         measured("agent", exception="builtins.OSError", errno=28, free_bytes=1 << 20, run_bytes=10 << 30), "fatal"),
+        ("integrity", "CUDA out of memory; NVML; Stale file handle", measured("integrity"), "fatal"),
+        ("evaluate", "interrupted", None, "retry"),  # the store's own mark for a vanished worker
+        ("evaluate", "CUDA out of memory. Tried to allocate", None, "fatal"),  # nothing measured
+    ]
+    for stage, error, found, kind in attempts:
+        path = facts.stage_facts(RunLayout(tmp_path / "r1"))
+        path.unlink(missing_ok=True)
+        if found is not None:
+            facts.record(path, found)
         store.stage_start(run_id, stage)
         store.stage_end(run_id, stage, error=error)
         store.set_status(run_id, "failed", error)
@@ -387,3 +432,17 @@ def test_local_executor_pins_gpus_and_never_shares_one(tmp_path, monkeypatch):
     assert [(key, where) for key, where, _ in executor.start([Job("c", 1, 1)], prepare)] == [("c", "GPUs 2")]
     with pytest.raises(PtbError, match="needs 5 GPUs but this machine offers GPUs 0, 1, 2, 3"):
         executor.check(5)
+
+
+def test_facts_are_measured_by_the_harness(tmp_path):
+    layout = RunLayout(tmp_path / "run")
+    layout.task.mkdir(parents=True)
+    (layout.task / "data.bin").write_bytes(b"x" * (1 << 20))
+    found = facts.measure(layout, "collect", OSError(5, "Input/output error"))
+    assert (found.exception, found.errno) == ("builtins.OSError", 5)
+    assert found.run_bytes >= 1 << 20 and found.free_bytes > 0
+    assert found.infra() == "filesystem: Input/output error"
+    assert facts.gpu_problem(0, dev=tmp_path) is None
+    assert facts.gpu_problem(1, dev=tmp_path) == f"{tmp_path / 'nvidiactl'} does not exist"
+    oom = facts.measure(layout, "evaluate", facts.EvaluationFailed("evaluating failed", facts.OOM_EXIT))
+    assert oom.returncode == facts.OOM_EXIT and oom.infra() == "the evaluation ran out of memory"

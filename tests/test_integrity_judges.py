@@ -82,7 +82,8 @@ def test_judges_vote_and_combine_with_deterministic_flags(claude_cli, tmp_path, 
                               "votes": {"contamination": 2, "disallowed_model": 1, "api_misuse": 0}}
     assert judges.flags == ["contamination"]
     # api_misuse stands on the deterministic evidence alone; disallowed_model had one vote only.
-    assert report.flags == {"contamination": True, "disallowed_model": False, "tamper": False, "api_misuse": True}
+    assert report.flags == {"contamination": True, "disallowed_model": False, "tamper": False, "api_misuse": True,
+                            "integrity_error": False}
     assert any(r.startswith("contamination: majority of LLM judges") for r in report.reasons)
     assert judges.evidence[0]["evidence"][0]["file"] == "task/data.jsonl"
 

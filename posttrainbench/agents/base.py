@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from posttrainbench import untrusted
 from posttrainbench.specs import AgentSpec, BenchmarkSpec, ModelSpec
 
 
@@ -32,7 +33,7 @@ class AgentLaunch:
     mounts: list[Path] = field(default_factory=list)
 
     def write_files(self, home: Path) -> None:
+        """Write `files` into `home`, which the agent may have written before (a reprompt session): a link it
+        planted there is replaced, never followed."""
         for rel, content in self.files.items():
-            target = home / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+            untrusted.write_file(home, rel, content)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from posttrainbench.errors import PtbError
+from posttrainbench.untrusted import clean_text, escape_text
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="PostTrainBench: measure how well LLM agents post-train base LLMs.")
@@ -22,13 +23,17 @@ console = Console(stderr=True)
 out = Console()
 
 
+# Messages, errors and reasons may quote agent-made names and output: every one goes through escape_text (rich
+# markup and terminal control), and the live echo of the agent's log through clean_text.
+
+
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape_text(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
 def log(message: str) -> None:
-    console.print(f"[dim]ptb[/] {message}", highlight=False)
+    console.print(f"[dim]ptb[/] {escape_text(message)}", highlight=False)
 
 
 @app.command()
@@ -125,12 +130,12 @@ def show(run_id: str) -> None:
     table = Table("stage", "status", "started", "ended", "error")
     for stage in store.stages(run_id):
         table.add_row(stage["stage"], stage["status"], stage["started_at"] or "", stage["ended_at"] or "",
-                      stage["error"] or "")
+                      escape_text(stage["error"] or ""))
     out.print(table)
     for label, metrics in store.metrics(run_id).items():
         out.print(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     if row.score is not None:
-        out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + row.error if row.error else ''}")
+        out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + escape_text(row.error) if row.error else ''}")
     _print_egress(Path(row.run_dir))
 
 
@@ -144,11 +149,13 @@ def _print_egress(run_dir: Path) -> None:
     out.print(f"egress: {summary['requests']} requests, {summary['denied_count']} denied, "
               f"{summary['bytes_in'] / 1e6:.1f} MB in")
     for host in summary["hosts"][:10]:
-        out.print(f"  {host['host']}: {host['requests']} requests, {host['denied']} denied")
+        out.print(f"  {escape_text(host['host'])}: {host['requests']} requests, {host['denied']} denied")
     for item in summary["denied"][:10]:
-        out.print(f"  [red]denied[/] {item['method']} {item['host']}{item['path'] or ''}: {item['reason']}")
+        request = f"{item['method']} {item['host']}{item['path'] or ''}: {item['reason']}"
+        out.print(f"  [red]denied[/] {escape_text(request)}")
     for item in summary["downloads"][:10]:
-        out.print(f"  downloaded {item['repo'] or item['host']} {item['file'] or ''} sha256={item['sha256']}")
+        out.print("  downloaded " + escape_text(f"{item['repo'] or item['host']} {item['file'] or ''} "
+                                                f"sha256={item['sha256']}"))
 
 
 @app.command()
@@ -262,7 +269,7 @@ def _print_cells(rows) -> None:
     for row in rows:
         score = _pct(row.score) + (" (base)" if row.score_source == "base" else "")
         table.add_row(row.key, row.state, str(row.attempts), row.run_id or "—", row.stage or "—", score,
-                      row.reason or "")
+                      escape_text(row.reason or ""))
     out.print(table)
 
 
@@ -297,7 +304,9 @@ def judge(
     agent: Annotated[str, typer.Option(help="the judge: SCAFFOLD:MODEL")] = "codex:gpt-5.1-codex",
     rerun: Annotated[bool, typer.Option(help="run the judges again instead of reusing their verdicts")] = False,
 ) -> None:
-    """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence."""
+    """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence.
+    The deterministic checks always run again: an integrity_error flag clears once they finish (--judges 0
+    runs only them)."""
     from posttrainbench.integrity import check_run
     from posttrainbench.specs import parse_agent
 
@@ -305,8 +314,8 @@ def judge(
     row = store.get(run_id)
     report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log)
     for name, check in report.checks.items():
-        out.print(f"{name}: {check.status}{' — ' + check.reason if check.reason else ''}")
-    out.print("[bold red]flagged[/]: " + "; ".join(report.reasons) if report.flagged else "not flagged")
+        out.print(f"{name}: {check.status}{' — ' + escape_text(check.reason) if check.reason else ''}")
+    out.print("[bold red]flagged[/]: " + escape_text("; ".join(report.reasons)) if report.flagged else "not flagged")
     if row.status == "done" and row.kind == "agent":
         from posttrainbench.executors.pipeline import rescore
 
@@ -353,7 +362,7 @@ def baseline(
         raise PtbError(failed[0][2])
     if failed:
         for m, b, error in failed:
-            console.print(f"[red]failed[/] {m} × {b}: {error}", highlight=False, soft_wrap=True)
+            console.print(f"[red]failed[/] {m} × {b}: {escape_text(error)}", highlight=False, soft_wrap=True)
         raise PtbError(f"{len(failed)} of {len(results)} baseline cells failed")
 
 
@@ -392,8 +401,8 @@ def _execute(run_dir: Path, store):
             while True:
                 line = fh.readline()
                 if line:
-                    console.print("  agent " + line.rstrip(), style="dim", highlight=False, markup=False,
-                                  soft_wrap=True)
+                    console.print("  agent " + clean_text(line.rstrip()), style="dim", highlight=False,
+                                  markup=False, soft_wrap=True)
                 elif done.is_set():
                     return
                 else:
@@ -449,7 +458,7 @@ def main() -> None:
     try:
         app()
     except PtbError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape_text(exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -2,8 +2,11 @@
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from posttrainbench import untrusted
 
 # Key shapes of the providers agents use; more specific prefixes first so the label says which one matched.
 PATTERNS = [
@@ -33,14 +36,19 @@ def redact_text(text: str, secrets: list[str] = ()) -> str:
     return text
 
 
-def _files(root: Path):
+
+
+def _files(root: Path) -> Iterator[tuple[Path, str]]:
+    """(folder, name below it) of every regular file under root (or root itself), no link followed."""
     root = Path(root)
     if root.is_file():
-        yield root
+        yield root.parent, root.name
         return
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            yield path
+    # Folders past the caps are left out: the keys never enter the sandbox (the metering proxy adds them), so
+    # this pass is a second line of defence, not the only one.
+    for entry in untrusted.walk(root, caps=untrusted.SCAN_CAPS, on_cap=lambda message: None):
+        if entry.kind == "file":
+            yield root, entry.rel
 
 
 def _is_text(data: bytes) -> bool:
@@ -51,17 +59,18 @@ def redact_files(root: Path, secrets: list[str] = ()) -> list[Path]:
     """Redact every text file under root in place; returns the files changed. Binary files (weights) are left
     alone: `find_secret` still scans them."""
     changed = []
-    for path in _files(root):
-        if path.stat().st_size > MAX_SCAN:
-            continue
-        data = path.read_bytes()
+    for folder, rel in _files(root):
+        try:
+            data = untrusted.read_bytes(folder, rel, limit=MAX_SCAN)
+        except (untrusted.Refused, FileNotFoundError):
+            continue  # too big, or replaced by a link or removed since the walk
         if not _is_text(data):
             continue
         text = data.decode("utf-8", errors="surrogateescape")
         clean = redact_text(text, secrets)
         if clean != text:
-            path.write_bytes(clean.encode("utf-8", errors="surrogateescape"))
-            changed.append(path)
+            untrusted.write_file(folder, rel, clean.encode("utf-8", errors="surrogateescape"))
+            changed.append(folder / rel)
     return changed
 
 
@@ -77,8 +86,13 @@ def find_secret(root: Path, secret: str) -> list[Hit]:
         raise ValueError("refusing to scan for a secret shorter than 8 characters")
     needles = [secret.encode(), secret.encode().hex().encode()]
     hits = []
-    for path in _files(root):
-        with path.open("rb") as handle:
+    for folder, rel in _files(root):
+        path = folder / rel
+        try:
+            handle = untrusted.open_file(folder, rel)
+        except (untrusted.Refused, FileNotFoundError):
+            continue
+        with handle:
             tail, position = b"", 0
             while chunk := handle.read(1 << 20):
                 window = tail + chunk

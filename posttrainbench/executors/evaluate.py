@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posttrainbench import paths
-from posttrainbench.errors import PtbError
+from posttrainbench.executors.facts import OOM_EXIT, EvaluationFailed
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest
 
@@ -21,7 +21,7 @@ from posttrainbench.workspace.manifest import RunManifest
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 CHILD = """
-import json, sys
+import json, sys, traceback
 from pathlib import Path
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation.grader import grader_from_env
@@ -35,7 +35,13 @@ try:
 except PtbError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(3)
-"""
+except BaseException as exc:
+    torch = sys.modules.get("torch")
+    if isinstance(exc, MemoryError) or (torch is not None and isinstance(exc, torch.OutOfMemoryError)):
+        traceback.print_exc()
+        sys.exit(OOM_EXIT)
+    raise
+""".replace("OOM_EXIT", str(OOM_EXIT))
 
 
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
@@ -60,7 +66,7 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
     metrics_file = out_dir / "metrics.json"
     if proc.returncode != 0 or not metrics_file.is_file():
         reason = last_error or f"evaluation exited with code {proc.returncode}; see {log_path}"
-        raise PtbError(f"evaluating {label} on {benchmark} failed: {reason}")
+        raise EvaluationFailed(f"evaluating {label} on {benchmark} failed: {reason}", proc.returncode)
     metrics = json.loads(metrics_file.read_text())
     log(f"{benchmark} accuracy of {label}: {metrics['accuracy']:.4f} on {metrics.get('n_samples')} items")
     return metrics

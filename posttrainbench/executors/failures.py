@@ -1,26 +1,24 @@
 """How an attempt at a run ended, decided in one place: a result (the agent's own doing, including crashing,
-timing out or leaving no model), an infrastructure failure (retried), or an error that a retry will not fix."""
+timing out or leaving no model), an infrastructure failure (retried), or an error that a retry will not fix.
+
+The decision stands on what the harness measured (executors/facts.py: exception types of harness code, exit
+statuses, the GPU check, free disk space net of the run's own files; the metering proxy's own stop reason; the
+sandbox's own start failure), never on text the agent can influence: error messages quote its file names and
+its model's output, so no message is searched for words like "out of memory"."""
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from posttrainbench.executors import facts
 from posttrainbench.executors.pipeline import STAGES
 from posttrainbench.store import Store
 from posttrainbench.workspace.layout import RunLayout
 
-# (cause, pattern) over error messages of the harness and its evaluation child.
-INFRA = [
-    ("no usable GPU", r"requested but /dev/nvidia\S* does not exist|no CUDA GPUs are available|CUDA-capable device"
-                      r"|cuda_not_available|CUDA driver version is insufficient|NVML|CUDA error: (unknown|launch)"),
-    ("out of memory", r"out of memory|OutOfMemoryError|\bOOM\b|exited with code (-9|137)\b"),
-    ("LLM provider outage", r"upstream failed after \d+ attempts|LLM API unreachable"),
-    ("filesystem", r"Stale file handle|No space left on device|Input/output error|database is locked"),
-]
-# A stage ends like this when its worker was stopped from outside (harness killed, job cancelled, node lost).
-INTERRUPTED = ("interrupted", "KeyboardInterrupt", "Terminated", "the harness stopped before the run finished")
+# What the store writes, itself, for a stage whose worker vanished (reap_stale); no exception message can be
+# written there in its place, since the stage then had no chance to record one.
+REAPED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -28,15 +26,6 @@ class Outcome:
     kind: Literal["result", "retry", "fatal"]
     reason: str | None = None
     reopen: str | None = None  # for a retry of a run the store calls done: the first stage to do again
-
-
-def infra_cause(text: str | None) -> str | None:
-    if not text:
-        return None
-    for cause, pattern in INFRA:
-        if re.search(pattern, text, re.IGNORECASE):
-            return cause
-    return None
 
 
 def provider_gave_up(layout: RunLayout) -> str | None:
@@ -55,24 +44,32 @@ def classify(store: Store, run_id: str, ended: str | None = None) -> Outcome:
         if storm:
             return Outcome("retry", storm, reopen="agent")
         agent_exit = _agent_exit(layout)
-        if agent_exit.get("status") == "failed_to_start":
-            return Outcome("retry", f"the sandbox did not start: {agent_exit.get('detail')}", reopen="agent")
-        cause = infra_cause(row.error) if row.score_source == "base" else None
+        # Only before the agent ever ran: a later (reprompt) session may fail to start over what the agent left.
+        first = (agent_exit.get("sessions") or [agent_exit])[0]
+        if first.get("status") == "failed_to_start":
+            return Outcome("retry", f"the sandbox did not start: {first.get('detail')}", reopen="agent")
+        measured = facts.read(facts.evaluation_facts(layout)) if row.score_source == "base" else None
+        cause = measured.infra() if measured else None
         if cause:
-            return Outcome("retry", f"{cause} in evaluation: {row.error}", reopen="evaluate")
+            return Outcome("retry", f"{cause} while evaluating the agent's model", reopen="evaluate")
         return Outcome("result")
     if row.status == "failed":
         # The pipeline stops at its first failing stage; later ones may still carry an earlier attempt's error.
-        failed = {s["stage"]: s["error"] for s in store.stages(run_id) if s["status"] == "failed"}
-        first = next((failed[s] for s in ("prepare", *STAGES) if s in failed), None)
-        error = first or row.error or "unknown error"
+        failed = {s["stage"]: s for s in store.stages(run_id) if s["status"] == "failed"}
+        stage = next((s for s in ("prepare", *STAGES) if s in failed), None)
+        error = (failed[stage]["error"] if stage else None) or row.error or "unknown error"
         if storm:
             return Outcome("retry", storm, reopen="agent")
-        if error in INTERRUPTED:
+        measured = facts.read(facts.stage_facts(layout))
+        if measured is None or measured.stage != stage:
+            if stage is not None and failed[stage]["error"] == REAPED:
+                return Outcome("retry", f"interrupted{' (' + ended + ')' if ended else ''}")
+            return Outcome("fatal", error)
+        if measured.interrupted:
             return Outcome("retry", f"interrupted{' (' + ended + ')' if ended else ''}")
-        cause = infra_cause(error)
+        cause = measured.infra()
         if cause:
-            return Outcome("retry", f"{cause}: {error}")
+            return Outcome("retry", f"{cause} (the {stage} stage failed: {error})")
         return Outcome("fatal", error)
     # Still 'created' or 'running': the worker vanished without a word (SIGKILL, lost node, Slurm time limit).
     return Outcome("retry", f"the worker stopped before the run finished{' (' + ended + ')' if ended else ''}")

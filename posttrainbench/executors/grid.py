@@ -26,6 +26,7 @@ from posttrainbench.executors.scheduler import Job
 from posttrainbench.executors.slurm import SlurmExecutor, queue_states
 from posttrainbench.specs.grid import Cell, Grid, expand, load_grid
 from posttrainbench.store import Store
+from posttrainbench.untrusted import escape_text
 
 ExecutorName = Literal["local", "slurm"]
 LOCK = ".grid.lock"
@@ -151,7 +152,8 @@ class _Driver:
         self.console = console
 
     def log(self, message: str) -> None:
-        self.console.print(f"[dim]grid {self.grid.name}[/] {message}", highlight=False)
+        """`message` is rich markup: whatever in it quotes a run (errors, reasons) goes through escape_text."""
+        self.console.print(f"[dim]grid {escape_text(self.grid.name)}[/] {message}", highlight=False)
 
     def rows(self) -> list[CellRow]:
         return [r for r in self.cells.rows(self.grid.name) if r.cell_key in self.by_key]
@@ -212,7 +214,7 @@ class _Driver:
         except Exception as exc:  # any failure to set a cell up is that cell's, not the whole grid's
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.update(key, state="failed", reason=f"preparing the run failed: {message}")
-            self.log(f"[red]{key}: preparing the run failed:[/] {message}")
+            self.log(f"[red]{key}: preparing the run failed:[/] {escape_text(message)}")
             return None
         self.update(key, run_id=manifest.run_id)
         return self.runs_dir / manifest.run_id
@@ -237,7 +239,8 @@ class _Driver:
             run = self.store.get(row.run_id)
             self.update(ended.key, state="done", job_id=None, not_before=None, reason=None)
             note = f" ({run.error})" if run.score_source == "base" and run.error else ""
-            self.log(f"[green]{ended.key}: done[/], score {run.score} from the {run.score_source} model{note}")
+            self.log(f"[green]{ended.key}: done[/], score {run.score} from the {run.score_source} model"
+                     f"{escape_text(note)}")
             return
         if outcome.kind == "retry":
             if outcome.reopen:
@@ -246,14 +249,14 @@ class _Driver:
                 delay = self.grid.retry.delay(row.attempts)
                 self.update(ended.key, state="waiting", job_id=None, not_before=time.time() + delay,
                             reason=outcome.reason)
-                self.log(f"[yellow]{ended.key}: {outcome.reason}[/]; retry {row.attempts + 1}/"
+                self.log(f"[yellow]{ended.key}: {escape_text(outcome.reason)}[/]; retry {row.attempts + 1}/"
                          f"{self.grid.retry.attempts} in {_duration(delay)}")
                 return
             reason = f"{outcome.reason} (gave up after {row.attempts} attempts)"
         else:
             reason = outcome.reason
         self.update(ended.key, state="failed", job_id=None, reason=reason)
-        self.log(f"[red]{ended.key}: failed:[/] {reason}")
+        self.log(f"[red]{ended.key}: failed:[/] {escape_text(reason)}")
 
     def _reopen(self, run_id: str, first: str, reason: str | None) -> None:
         """Mark `first` and later stages of a run as not done, so that the next attempt does them again."""

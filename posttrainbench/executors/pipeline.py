@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from posttrainbench import paths
 from posttrainbench.agents.launch import run_agent
 from posttrainbench.errors import PtbError
+from posttrainbench.executors import facts
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
 from posttrainbench.specs import RunSpec
 from posttrainbench.integrity import check_run, read_report
@@ -58,13 +59,17 @@ def _stage(store: Store, run_id: str, name: str, work: Callable[[], None], log: 
         return
     log(f"{name}: started")
     store.stage_start(run_id, name)
+    layout = RunLayout(Path(store.get(run_id).run_dir))
+    facts.stage_facts(layout).unlink(missing_ok=True)
     try:
         work()
     except BaseException as exc:
+        # What the failure classification goes by: measured here, not parsed later out of the message.
+        facts.record(facts.stage_facts(layout), facts.measure(layout, name, exc))
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         store.stage_end(run_id, name, error=message)
         if not isinstance(exc, PtbError | KeyboardInterrupt):
-            (RunLayout(Path(store.get(run_id).run_dir)).logs / f"{name}.traceback").write_text(traceback.format_exc())
+            (layout.logs / f"{name}.traceback").write_text(traceback.format_exc())
         raise
     store.stage_end(run_id, name)
     log(f"{name}: done")
@@ -119,6 +124,7 @@ def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Calla
     except PtbError as exc:
         (layout.results("final")).mkdir(parents=True, exist_ok=True)
         (layout.results("final") / "error.txt").write_text(str(exc))
+        facts.record(facts.evaluation_facts(layout), facts.measure(layout, "evaluate", exc))
         return
     store.put_metrics(manifest.run_id, "final", final)
 

@@ -19,6 +19,7 @@ import psutil
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.pipeline import STAGES, execute
 from posttrainbench.store import Store
+from posttrainbench.untrusted import clean_text
 from posttrainbench.workspace.layout import RunLayout
 
 LOCK = ".worker.lock"
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = RunLayout(args.run_dir.resolve())
 
     def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {clean_text(message)}", flush=True)  # read with tail -f
 
     with open(layout.root / LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

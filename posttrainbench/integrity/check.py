@@ -5,7 +5,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from posttrainbench import models
+from posttrainbench import models, untrusted
 from posttrainbench.egress.metering import Upstream
 from posttrainbench.errors import PtbError
 from posttrainbench.integrity import contamination, egress_check, lineage, tamper
@@ -37,13 +37,17 @@ def _lineage(manifest: RunManifest, layout: RunLayout, fetch_twin: bool) -> Chec
 
 
 def _guarded(name: str, work: Callable[[], Check], log: Callable[[str], None]) -> Check:
+    """Run one check; one that raises (on whatever the agent left) yields status `error`, which flags the run
+    (`integrity_error`) instead of hiding the other checks' findings or passing it unchecked. The message may
+    quote agent-made names, so it is cleaned before it reaches the log or the report."""
     log(f"integrity: {name}")
     try:
         return work()
-    except Exception as exc:  # noqa: BLE001 -- a broken check must not hide the others' findings
-        log(f"integrity: {name} failed: {exc}")
-        return Check(status="error", reason=f"{type(exc).__name__}: {exc}"[:300],
-                     notes=traceback.format_exc().splitlines()[-5:])
+    except Exception as exc:  # noqa: BLE001 -- any failure of a check fails the run closed
+        reason = untrusted.clean_text(f"{type(exc).__name__}: {exc}", limit=300)
+        log(f"integrity: {name} failed: {reason}")
+        return Check(status="error", reason=reason,
+                     notes=[untrusted.clean_text(line, limit=300) for line in traceback.format_exc().splitlines()[-5:]])
 
 
 def deterministic_checks(manifest: RunManifest, layout: RunLayout, *, tolerance: int = 3, fetch_twin: bool = False,

@@ -6,7 +6,6 @@ judges asked; a judge without a valid verdict counts as not flagging.
 """
 
 import importlib
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ValidationError
 
-from posttrainbench import sandbox
+from posttrainbench import sandbox, untrusted
 from posttrainbench.agents import AgentContext
 from posttrainbench.egress.link import llm_link
 from posttrainbench.egress.metering import Upstream, upstreams_from_env
@@ -91,13 +90,13 @@ def _record_mounts(layout: RunLayout, evidence: Path) -> tuple[list[sandbox.Moun
 
 
 def read_verdict(folder: Path, number: int, agent: AgentSpec, detail: str) -> JudgeResult:
-    path = folder / "out" / VERDICT
-    if not path.is_file():
+    # The judge wrote out/ from inside its sandbox, and may have been talked into anything by the agent's files.
+    if not untrusted.is_file(folder / "out", VERDICT):
         return JudgeResult(judge=number, agent=agent.name, status="no_verdict", detail=detail)
     try:
-        verdict = Verdict.model_validate(json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
-        reason = str(exc).splitlines()[0]
+        verdict = Verdict.model_validate(untrusted.read_json(folder / "out", VERDICT))
+    except (untrusted.Refused, ValidationError) as exc:
+        reason = untrusted.clean_text(str(exc).splitlines()[0], limit=300)
         return JudgeResult(judge=number, agent=agent.name, status="invalid", detail=f"{VERDICT}: {reason}")
     return JudgeResult(judge=number, agent=agent.name, status="ok", detail=detail, verdict=verdict)
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from posttrainbench import untrusted
 from posttrainbench.integrity.report import Check
 
 ARCH_KEYS = ("model_type", "architectures", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -161,15 +162,19 @@ def descends(numbers: dict) -> bool:
 
 
 def _custom_code(submitted: Path) -> list[str]:
-    if not submitted.is_dir():
+    """Code files in the agent's folder, walked through the untrusted boundary (no link followed, capped)."""
+    root, name = submitted.parent, submitted.name
+    if not untrusted.is_dir(root, name):
         return []
-    found = [str(p.relative_to(submitted)) for p in submitted.rglob("*.py")]
-    config_path = submitted / "config.json"
+    found = [untrusted.shown(e.rel) for e in untrusted.walk(root, name, caps=untrusted.SCAN_CAPS,
+                                                            on_cap=lambda message: None)
+             if e.kind == "file" and e.rel.endswith(".py")]
     try:
-        if config_path.is_file() and "auto_map" in json.loads(config_path.read_text()):
-            found.append("config.json auto_map")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        pass
+        config = untrusted.read_json(root, f"{name}/config.json")
+    except (OSError, untrusted.Refused):
+        return found
+    if isinstance(config, dict) and "auto_map" in config:
+        found.append("config.json auto_map")
     return found
 
 

@@ -1,7 +1,9 @@
 """integrity.json: what each check found, the flags it raised and the evidence for them.
 
 A flag is a confirmed violation: the harness replaces the run's score with the base model's. Deterministic checks
-raise flags on their own; LLM judges raise one only by majority."""
+raise flags on their own; LLM judges raise one only by majority. A check that could not finish (status `error`)
+raises `integrity_error`: the run fails closed, scored as the base model with the error shown, until a reviewer
+runs the checks again (`ptb judge RUN --rerun`) and they finish."""
 
 import os
 from datetime import UTC, datetime
@@ -10,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-FLAGS = ("contamination", "disallowed_model", "tamper", "api_misuse")
+FLAGS = ("contamination", "disallowed_model", "tamper", "api_misuse", "integrity_error")
+ERROR_FLAG = "integrity_error"
 REPORT = "integrity.json"
 
 Status = Literal["pass", "flag", "skipped", "error"]
@@ -39,7 +42,8 @@ def combine(run_id: str, checks: dict[str, Check]) -> IntegrityReport:
     flags = dict.fromkeys(FLAGS, False)
     reasons = []
     for name, check in checks.items():
-        for flag in check.flags:
+        raised = [*check.flags, *([ERROR_FLAG] if check.status == "error" and ERROR_FLAG not in check.flags else [])]
+        for flag in raised:
             flags[flag] = True
             reasons.append(f"{flag}: {check.reason}" + ("" if name == flag else f" ({name})"))
     return IntegrityReport(

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from posttrainbench import untrusted
 from posttrainbench.scoring.usage import TRAJECTORY
 from posttrainbench.workspace.records import first_file, read_records
 from posttrainbench.workspace.layout import RunLayout
@@ -27,8 +28,8 @@ _SHOWN = {*_TIME, *_KIND, *_TEXT, *_TOOL_INPUT, *_RESULT, "step", "tool", "tool_
 
 def read_json(path: Path):
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return untrusted.read_json(path.parent, path.name)
+    except (OSError, untrusted.Refused):
         return None
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from posttrainbench.errors import PtbError
 from posttrainbench.report import artifacts
@@ -14,6 +15,7 @@ from posttrainbench.scoring.leaderboard import leaderboard
 from posttrainbench.scoring.schema import RunScore, Stat
 from posttrainbench.scoring.tables import MISSING, Table, all_tables
 from posttrainbench.store import Store
+from posttrainbench.untrusted import clean_text
 
 HERE = Path(__file__).parent
 GENERATED = ("runs", "charts", "tables", "static")  # folders build_report owns inside out_dir
@@ -91,9 +93,15 @@ def _export(table: Table, folder: Path) -> dict[str, str]:
 
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["jinja", "html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, finalize=_shown)
     env.filters.update(pct=_pct, pm=_pm, ci=_ci, hours=_hours, money=_money, pretty=_pretty, count=_count)
     return env
+
+
+def _shown(value):
+    """Every value a page shows: pages quote agent-made text (its log, names, errors, requests), so control
+    characters and bidi overrides go before the HTML escaping."""
+    return clean_text(value, newlines=True) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
