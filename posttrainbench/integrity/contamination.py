@@ -389,16 +389,25 @@ def scan_file(index: Index, run_dir: Path, found: files.Found, detokenizer: Deto
     ctx = decode.Context(detokenizer=detokenizer)
     result = FileScan("empty")
     with files.open_file(run_dir, found) as handle:
-        for piece in decode.decode(handle, found.size, ctx):
+        pieces = decode.decode(handle, found.size, ctx, name=found.rel)
+        while True:
+            try:
+                piece = next(pieces, None)
+            except Exception as exc:  # noqa: BLE001 -- a broken or crafted file: what it gave so far is scanned
+                ctx.notes.append(f"decoding stopped: {type(exc).__name__}: {exc}"[:300])
+                break
+            if piece is None:
+                break
             result.decoded += len(piece.text)
             started = time.process_time()
             hits, fragments = index.search(piece.text)
             marks = index.find_canaries(piece.text)
             result.match_seconds += time.process_time() - started
-            result.fragments += fragments
+            kind = piece.kind or found.kind
+            if kind != "evaluation":  # fragments of evaluation samples are the items shown, not training data
+                result.fragments += fragments
             if not hits and not marks:
                 continue
-            kind = piece.kind or found.kind
             newlines = np.flatnonzero(np.frombuffer(piece.text, np.uint8) == 10)
             where = functools.partial(_where, piece, newlines)
             for hit in hits:

@@ -174,8 +174,14 @@ def _read(handle: BinaryIO, ctx: Context, what: str) -> bytes:
 
 
 def _member(data: bytes, ctx: Context, depth: int, via: str, name: str) -> Iterator[Piece]:
-    if ctx.take(len(data)):
+    """One decoded layer. A member that breaks its decoder (truncated, corrupt, crafted) is noted and the rest of
+    the file is still decoded: what it gave before the break has been scanned."""
+    if not ctx.take(len(data)):
+        return
+    try:
         yield from decode(io.BytesIO(data), len(data), ctx, depth + 1, via, name)
+    except Exception as exc:  # noqa: BLE001 -- every decoder's own error types; the scan must go on
+        ctx._note(f"{via or 'a member'}: decoding stopped: {type(exc).__name__}: {exc}"[:300])
 
 
 # --- containers --------------------------------------------------------------------------------------------------
@@ -677,7 +683,9 @@ def _decode_run(kind: str, run: bytes) -> bytes | None:
         if kind == "hex":
             return bytes.fromhex(run[: len(run) // 2 * 2].decode())
         run = run.rstrip(b"=")
-        run = run[: len(run) // 4 * 4]
+        if len(run) % 4 == 1:  # not base64 at this length; a character too many
+            run = run[:-1]
+        run += b"=" * (-len(run) % 4)
         if b"-" in run or b"_" in run:
             return base64.urlsafe_b64decode(run)
         return base64.b64decode(run)
