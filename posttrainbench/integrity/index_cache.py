@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from posttrainbench.specs import BenchmarkSpec
 if TYPE_CHECKING:
     from posttrainbench.integrity.contamination import Index
 
-ARRAYS = ("hashes", "owner", "item_of", "need", "span")
+ARRAYS = ("hashes", "bitmaps", "owner", "item_of", "need", "span")
 _CODE = ("ngram.py", "fold.py", "items.py", "contamination.py", "index_cache.py")
 
 
@@ -68,7 +69,8 @@ def save(index: "Index", where: Path) -> None:
     where.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=where.parent))
     try:
-        arrays = {"hashes": index.hashes.sorted, "owner": index.owner, "item_of": index.item_of,
+        arrays = {"hashes": index.hashes.sorted, "bitmaps": index.hashes.packed(), "owner": index.owner,
+                  "item_of": index.item_of,
                   "need": index.need, "span": index.span}
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array))
@@ -98,6 +100,7 @@ def load(where: Path) -> "Index | None":
 
     try:
         record = json.loads((where / "record.json").read_text())
+        os.utime(where / "record.json")  # in use: not stale
         for name in ARRAYS:
             if _sha256(where / f"{name}.npy") != record["sha256"][f"{name}.npy"]:
                 return None
@@ -114,7 +117,7 @@ def load(where: Path) -> "Index | None":
                 for bench, item_id, segments in json.loads(items_file.read_text())]
 
     return Index(
-        hashes=ngram.HashSet(arrays["hashes"], presorted=True),
+        hashes=ngram.HashSet(arrays["hashes"], packed=arrays["bitmaps"]),
         owner=arrays["owner"],
         item_of=arrays["item_of"],
         need=arrays["need"],
@@ -134,4 +137,17 @@ def load_or_build(benchmarks: list[BenchmarkSpec], settings: dict, build: Callab
     if where.exists():  # there but invalid: replaced
         shutil.rmtree(where, ignore_errors=True)
     save(index, where)
+    _forget_stale(where)
     return load(where) or index
+
+
+STALE_S = 7 * 86400
+
+
+def _forget_stale(keep: Path) -> None:
+    """Indexes of other data or code not used for a week (each load touches its record): removed."""
+    now = time.time()
+    for other in keep.parent.iterdir():
+        record = other / "record.json"
+        if other != keep and other.is_dir() and record.is_file() and now - record.stat().st_mtime > STALE_S:
+            shutil.rmtree(other, ignore_errors=True)

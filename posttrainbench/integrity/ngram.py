@@ -193,17 +193,25 @@ class HashSet:
     """A static set of 64-bit hashes: two byte-per-slot bitmaps, on the low and the high half of the hash, in front
     of a sorted array, so nearly every probe of a non-member stops before the binary search."""
 
-    def __init__(self, hashes: np.ndarray, presorted: bool = False):
-        """`presorted`: `hashes` are sorted and unique already (a memory-mapped cache), used as they are."""
-        self.sorted = hashes if presorted else unique(hashes.astype(_U))
+    def __init__(self, hashes: np.ndarray, packed: np.ndarray | None = None):
+        """`packed`: `hashes` are sorted and unique already (a memory-mapped cache) and these are their bitmaps as
+        `packed()` gave them."""
+        self.sorted = hashes if packed is not None else unique(hashes.astype(_U))
         # About 1 slot in 10 set per bitmap (16 MB at most), so 1 probe of a non-member in 100 reaches the search.
         bits = int(np.clip(np.ceil(np.log2(max(len(self.sorted), 1) * 10)), 12, 24))
         self._shift = np.uint32(32 - bits)
+        if packed is not None:
+            self._first, self._second = np.unpackbits(packed).view(bool).reshape(2, 1 << bits)
+            return
         self._first = np.zeros(1 << bits, bool)
         self._second = np.zeros(1 << bits, bool)
         low, high = self._halves(self.sorted)
         self._first[low >> self._shift] = True
         self._second[high >> self._shift] = True
+
+    def packed(self) -> np.ndarray:
+        """Both bitmaps, eight slots a byte (for a cache on disk)."""
+        return np.packbits(np.concatenate([self._first, self._second]))
 
     @staticmethod
     def _halves(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
