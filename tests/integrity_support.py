@@ -96,6 +96,8 @@ def inspect_log(path: Path, questions: list[str]) -> None:
     """The shape of an inspect-ai JSON log that evaluate.py writes, with the test items it shows."""
     log = {"version": 2, "status": "success",
            "eval": {"eval_id": "x", "run_id": "y", "created": "2026-01-01", "task": "gsm8k", "task_id": "z"},
-           "samples": [{"input": q, "target": "1"} for q in questions]}
+           "samples": [{"input": q, "target": "1", "output": {"model": "local", "choices": [
+               {"message": {"role": "assistant", "content": "The answer is 2."}, "stop_reason": "stop"}]},
+               "scores": {"match": {"value": "I"}}} for q in questions]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(log, indent=2))

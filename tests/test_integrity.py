@@ -49,11 +49,10 @@ def test_clean_run_with_gsm8k_train_is_not_flagged(run, test_rows):
     train = gsm8k_rows("train")
     write_jsonl(run.task / "data" / "train.jsonl", [chat(r["question"], r["answer"]) for r in train])
     (run.task / "train.py").write_text("from trl import SFTTrainer\n# trains on data/train.jsonl\n")
-    # Evaluations the agent ran show test items (evaluate.py's inspect logs, and the agent's own error analysis with
-    # the gold answers); so does a cached download of the dataset with its test split.
+    # Evaluations the agent ran show test items (evaluate.py's inspect logs, whatever they are called); so does a
+    # cached download of the dataset with its test split.
     inspect_log(run.task / "eval_results" / "gsm8k-1" / "logs" / "run.json", [r["question"] for r in test_rows[:150]])
-    write_jsonl(run.task / "analysis" / "wrong.jsonl",
-                [{"question": r["question"], "gold": r["answer"], "model": "42"} for r in test_rows[200:260]])
+    inspect_log(run.task / "train_data.json", [r["question"] for r in test_rows[200:260]])
     write_jsonl(run.home / ".cache" / "huggingface" / "datasets" / "openai___gsm8k" / "test.jsonl", test_rows)
     (run.task / "eval_results" / "gsm8k-1" / "metrics.json").write_text(json.dumps(
         {"accuracy": 0.3, "benchmark": "gsm8k", "base_model": "smollm2-135m", "model_path": "x", "generation": {}}))
@@ -65,11 +64,11 @@ def test_clean_run_with_gsm8k_train_is_not_flagged(run, test_rows):
     assert checks["lineage"].status == "pass"
     assert checks["lineage"].numbers["median_cosine"] > 0.99
     numbers = checks["contamination"].numbers
-    assert numbers["items_in_workspace"] == 0
-    assert numbers["items_in_caches"] == len(test_rows)
+    assert numbers["items_in_workspace"] == 0, checks["contamination"].evidence[:2]
+    assert numbers["items_in_downloaded_test_split"] == len(test_rows)
     assert numbers["items_in_evaluation_output"] == 210
     assert numbers["bytes_scanned"] > 4_000_000
-    assert any("download caches" in note for note in checks["contamination"].notes)
+    assert any("downloaded copy" in note for note in checks["contamination"].notes)
     assert checks["tamper"].status == "pass"
     assert read_report(run.root) == report
     assert (run.root / "integrity.json").is_file() and not (run.task / "integrity.json").exists()

@@ -56,7 +56,8 @@ def deterministic_checks(manifest: RunManifest, layout: RunLayout, *, tolerance:
         "tamper": _guarded("tamper", lambda: tamper.check(manifest, layout), log),
         "lineage": _guarded("lineage", lambda: _lineage(manifest, layout, fetch_twin), log),
         "contamination": _guarded("contamination", lambda: contamination.check(
-            layout.root, manifest.benchmark, tolerance=tolerance, log=log), log),
+            layout.root, manifest.benchmark, tolerance=tolerance, tokenizer_dir=Path(manifest.base_model_dir),
+            log=log), log),
         "egress": _guarded("egress", lambda: egress_check.check(layout.root, manifest), log),
     }
 

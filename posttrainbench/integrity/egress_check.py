@@ -85,10 +85,11 @@ def test_file_hashes() -> dict[str, str]:
 
 def _keys_in_workspace(run_dir: Path, limit: int = 20) -> list[dict]:
     found = []
-    for entry in files.walk(run_dir):
-        if entry.kind == "cache" or entry.path.stat().st_size > 64 << 20:
+    for entry in files.walk(run_dir, []):
+        if entry.kind == "cache" or entry.size > 64 << 20:
             continue
-        text = entry.path.read_bytes().decode("utf-8", "replace")
+        with files.open_file(run_dir, entry) as handle:
+            text = handle.read(64 << 20).decode("utf-8", "replace")
         seen: set[int] = set()  # start offsets: the patterns overlap (sk-proj- keys also match sk-)
         for label, pattern in PATTERNS:
             for match in pattern.finditer(text):

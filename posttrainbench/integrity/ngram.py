@@ -165,38 +165,68 @@ def keys(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     return offsets[order], np.concatenate([word_keys, other_keys])[order]
 
 
-def ngram_hashes(word_keys: np.ndarray, n: int) -> np.ndarray:
-    """Hash of every run of n consecutive words (len(word_keys) - n + 1 of them)."""
-    count = len(word_keys) - n + 1
+def ngram_hashes(word_keys: np.ndarray, n: int, stride: int = 1, every: int = 1) -> np.ndarray:
+    """Hash of every run of n words `stride` apart (consecutive words for 1), for the first words 0, every,
+    2 * every, ... that have such a run."""
+    count = len(word_keys) - (n - 1) * stride
     if count <= 0:
         return np.zeros(0, _U)
-    h = word_keys[:count].copy()
+    h = word_keys[0:count:every].copy()
     for k in range(1, n):
         h *= _POLY
-        h += word_keys[k : k + count]
+        h += word_keys[k * stride : k * stride + count : every]
     return h
 
 
-class HashSet:
-    """A static set of 64-bit hashes: two byte-per-slot bitmaps on different bits of the hash in front of a
-    sorted array, so nearly every probe of a non-member stops before the binary search."""
+def unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (np.unique of numpy 2.3 hashes integers, some 10x slower than sorting them)."""
+    ordered = np.sort(values)
+    if not len(ordered):
+        return ordered
+    keep = np.empty(len(ordered), bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
-    def __init__(self, hashes: np.ndarray, bits: int = 23):
-        self.sorted = np.unique(hashes.astype(_U))
-        self._shift = _U(64 - bits)
-        self._mask = _U((1 << bits) - 1)
+
+class HashSet:
+    """A static set of 64-bit hashes: two byte-per-slot bitmaps, on the low and the high half of the hash, in front
+    of a sorted array, so nearly every probe of a non-member stops before the binary search."""
+
+    def __init__(self, hashes: np.ndarray, packed: np.ndarray | None = None):
+        """`packed`: `hashes` are sorted and unique already (a memory-mapped cache) and these are their bitmaps as
+        `packed()` gave them."""
+        self.sorted = hashes if packed is not None else unique(hashes.astype(_U))
+        # About 1 slot in 10 set per bitmap (16 MB at most), so 1 probe of a non-member in 100 reaches the search.
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.sorted), 1) * 10)), 12, 24))
+        self._shift = np.uint32(32 - bits)
+        if packed is not None:
+            self._first, self._second = np.unpackbits(packed).view(bool).reshape(2, 1 << bits)
+            return
         self._first = np.zeros(1 << bits, bool)
-        self._first[self.sorted >> self._shift] = True
         self._second = np.zeros(1 << bits, bool)
-        self._second[self.sorted & self._mask] = True
+        low, high = self._halves(self.sorted)
+        self._first[low >> self._shift] = True
+        self._second[high >> self._shift] = True
+
+    def packed(self) -> np.ndarray:
+        """Both bitmaps, eight slots a byte (for a cache on disk)."""
+        return np.packbits(np.concatenate([self._first, self._second]))
+
+    @staticmethod
+    def _halves(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # 32-bit views of the hashes (no copy): half the memory traffic of 64-bit arithmetic.
+        words = np.ascontiguousarray(hashes, dtype="<u8").view(np.uint32)
+        return words[0::2], words[1::2]
 
     def __len__(self) -> int:
         return len(self.sorted)
 
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indices into `hashes` that are members, their positions in `self.sorted`)."""
-        maybe = np.flatnonzero(self._first[hashes >> self._shift])
-        maybe = maybe[self._second[hashes[maybe] & self._mask]]
+        low, high = self._halves(hashes)
+        maybe = np.flatnonzero(self._first[low >> self._shift])
+        maybe = maybe[self._second[high[maybe] >> self._shift]]
         if not len(maybe):
             return maybe, maybe
         at = np.searchsorted(self.sorted, hashes[maybe])

@@ -1,0 +1,131 @@
+"""Decoders are bounded and never execute what they read; the scan walks every folder the agent could write and no
+link; the contamination index is cached on disk and validated by hash."""
+
+import gzip
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posttrainbench.integrity import contamination, decode, files, index_cache
+from posttrainbench.integrity.fold import fold
+from posttrainbench.specs import get_benchmark
+
+
+def pieces(data: bytes, ctx: decode.Context | None = None) -> tuple[bytes, decode.Context]:
+    ctx = ctx or decode.Context()
+    text = b"\n".join(p.text for p in decode.decode(io.BytesIO(data), len(data), ctx))
+    return text, ctx
+
+
+def test_a_decompression_bomb_stops_at_the_cap():
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    assert len(bomb) < 100_000
+    text, ctx = pieces(bomb, decode.Context(left=4 << 20))
+    assert len(text) <= 4 << 20
+    assert any("decoding stopped" in note for note in ctx.notes)
+
+    plain = gzip.compress(b"word " * (4 << 20))
+    text, ctx = pieces(plain, decode.Context(left=1 << 20))
+    assert len(text) <= (1 << 20) + decode.CHUNK and ctx.notes
+
+
+def test_archives_nested_too_deep_are_not_opened():
+    data = b"the payload"
+    for depth in range(decode.MAX_DEPTH + 3):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(f"layer{depth}", data)
+        data = buffer.getvalue()
+    text, ctx = pieces(data)
+    assert b"the payload" not in text
+    assert any("nested deeper" in note for note in ctx.notes)
+
+
+def test_pickles_are_read_not_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    data = pickle.dumps({"text": "a string constant inside", "evil": Payload()})
+    text, ctx = pieces(data)
+    assert b"a string constant inside" in text and b"touch" in text
+    assert not marker.exists()
+    assert "pickle" in ctx.formats
+
+
+def test_encodings_inside_text_are_decoded():
+    import base64
+    import codecs
+
+    inner = "Natalia sold clips to 48 of her friends in April"
+    blob = json.dumps({"a": base64.b64encode(inner.encode()).decode(), "b": inner.encode().hex()}).encode()
+    text, _ = pieces(blob)
+    assert text.count(inner.encode()) == 2
+    text, ctx = pieces(inner.encode("utf-16"))
+    assert inner.encode() in text and "utf-16-le" in ctx.formats
+    # rot13 is found by the matcher (rot13 n-grams in the index), not by the decoders
+    assert codecs.encode(inner, "rot13") != inner
+
+
+def test_folding_removes_tricks_and_keeps_lines():
+    assert fold("Ja\u200bnet’s duсks ｌａｙ 𝟏𝟔 eggs\nsecond line") == "Janet’s ducks lay 16 eggs\nsecond line"
+    plain = "nothing to fold here, even with é"
+    assert fold(plain) is plain
+
+
+def test_walk_covers_every_agent_folder_and_no_link(tmp_path, shared_data):
+    run = tmp_path / "run"
+    for name in ("task", "home", "tmp", "data", "eval", "logs"):
+        (run / name).mkdir(parents=True)
+    (run / "tmp" / "a.txt").write_text("x")
+    (run / "home" / ".cache" / "huggingface").mkdir(parents=True)
+    (run / "home" / ".cache" / "huggingface" / "b.txt").write_text("x")
+    (run / "task" / "node_modules" / "p").mkdir(parents=True)
+    (run / "task" / "node_modules" / "p" / "c.txt").write_text("x")
+    (run / "data" / "test.jsonl").write_text("staged by the harness")
+    (run / "task" / "link.jsonl").symlink_to(shared_data / "gsm8k" / "test.jsonl")
+    found = {f.rel: f.kind for f in files.walk(run, [])}
+    assert found == {"home/.cache/huggingface/b.txt": "cache", "task/node_modules/p/c.txt": "workspace",
+                     "tmp/a.txt": "workspace"}
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_index_is_built_once_and_validated_by_hash(private_cache, shared_data):
+    aime = get_benchmark("aime2025")
+    built = []
+
+    def build():
+        built.append(1)
+        return contamination.build_index([aime])
+
+    first = index_cache.load_or_build([aime], contamination.SETTINGS, build)
+    again = index_cache.load_or_build([aime], contamination.SETTINGS, build)
+    assert len(built) == 1
+    assert isinstance(again.hashes.sorted, np.memmap)
+    problem = dict(first.items[4].segments)["problem"]
+    assert [h.item for h in again.scan(problem.encode())] == ["5"]
+    assert again.sizes == {"aime2025": 30}
+
+    (folder,) = index_cache.folder().iterdir()
+    with (folder / "owner.npy").open("r+b") as handle:
+        handle.seek(-8, os.SEEK_END)
+        handle.write(b"\xff" * 8)
+    rebuilt = index_cache.load_or_build([aime], contamination.SETTINGS, build)
+    assert len(built) == 2
+    assert [h.item for h in rebuilt.scan(problem.encode())] == ["5"]
+    # other settings are another index
+    index_cache.load_or_build([aime], contamination.SETTINGS | {"n": 6}, build)
+    assert len(built) == 3 and len(list(index_cache.folder().iterdir())) == 2
