@@ -15,6 +15,8 @@ from posttrainbench.sandbox.request import SandboxRequest
 
 HOSTNAME = "ptb-sandbox"
 INSTALL_HINT = "apt-get install bubblewrap"
+# The uid and gid the sandboxed processes have inside their user namespace, whoever they are on the host.
+INSIDE_ID = "1000"
 
 
 def find_bwrap() -> str:
@@ -24,8 +26,12 @@ def find_bwrap() -> str:
     return path
 
 
-def bwrap_argv(request: SandboxRequest, *, bwrap: str = "bwrap", dev_root: Path = Path("/dev")) -> list[str]:
-    argv = [bwrap, "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+def bwrap_argv(request: SandboxRequest, *, bwrap: str = "bwrap", dev_root: Path = Path("/dev"),
+               sources: list[str] | None = None, seccomp_fd: int | None = None,
+               status_fd: int | None = None) -> list[str]:
+    """`sources`, one per request mount, replace the mounts' host paths (the launcher's staged copies of them);
+    `seccomp_fd` is a readable fd holding the filter program; bwrap writes JSON status lines to `status_fd`."""
+    argv = [bwrap, *(["--json-status-fd", str(status_fd)] if status_fd is not None else []), "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     argv += _merged_usr_links()
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     if request.network == "host":
@@ -34,13 +40,20 @@ def bwrap_argv(request: SandboxRequest, *, bwrap: str = "bwrap", dev_root: Path 
     if request.gpus:
         # NVML and NCCL read the PCI topology from sysfs.
         argv += ["--ro-bind", "/sys", "/sys"]
-    for mount in request.mounts:
-        argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+    for index, mount in enumerate(request.mounts):
+        source = sources[index] if sources is not None else str(mount.source)
+        argv += ["--bind" if mount.writable else "--ro-bind", source, mount.target]
     for host, inside in devices:
         argv += ["--dev-bind", str(host), inside]
+    # The root's own tmpfs (where mount points were made) would be writable space outside every mount and quota.
+    argv += ["--remount-ro", "/"]
     argv += ["--chdir", request.cwd]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", HOSTNAME]
     argv += ["--new-session", "--die-with-parent"]
+    # An unprivileged user namespace with no capabilities, which cannot make further ones.
+    argv += ["--unshare-user", "--disable-userns", "--uid", INSIDE_ID, "--gid", INSIDE_ID, "--cap-drop", "ALL"]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     if request.network == "none":
         argv.append("--unshare-net")
     argv.append("--clearenv")

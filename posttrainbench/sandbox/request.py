@@ -42,9 +42,11 @@ class SandboxRequest:
 
 
 class ExitInfo(BaseModel):
-    status: Literal["finished", "timed_out", "crashed", "failed_to_start", "stopped"]  # stopped: by run(stop=...)
+    # stopped: by run(stop=...); limit: a resource limit was hit (which one: `limit`)
+    status: Literal["finished", "timed_out", "crashed", "failed_to_start", "stopped", "limit"]
     returncode: int | None  # shell encoding: 128+n when killed by signal n
     wall_seconds: float
     started_at: str  # ISO 8601 UTC
     ended_at: str
     detail: str  # one line for humans
+    limit: Literal["memory", "pids", "disk"] | None = None
