@@ -14,8 +14,8 @@ import errno
 import platform
 import struct
 
-# Syscall numbers from the kernel's uapi headers (asm/unistd_64.h; asm-generic/unistd.h for aarch64).
-_DENIED = {
+# name -> (x86_64, aarch64) number, from the kernel's uapi headers (asm/unistd_64.h; asm-generic/unistd.h for aarch64).
+DENIED = {
     "mount": (165, 40), "umount2": (166, 39), "pivot_root": (155, 41), "open_tree": (428, 428),
     "move_mount": (429, 429), "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432),
     "fspick": (433, 433), "mount_setattr": (442, 442), "unshare": (272, 97), "setns": (308, 268),
@@ -52,7 +52,7 @@ def sandbox_filter(*, no_spawn: bool = False) -> bytes:
     if machine not in _AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine} (x86_64 and aarch64 only)")
     column = 0 if machine == "x86_64" else 1
-    denied = {nrs[column] for nrs in _DENIED.values() if nrs[column] is not None}
+    denied = {nrs[column] for nrs in DENIED.values() if nrs[column] is not None}
     if no_spawn:
         denied |= {nrs[column] for nrs in _SPAWN.values() if nrs[column] is not None}
     # Each instruction: (code, jump-if-true, jump-if-false, k); jumps are relative to the next instruction.
