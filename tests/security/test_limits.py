@@ -1,0 +1,92 @@
+"""Resource exhaustion by the agent: memory, processes and disk stop it with a clear status (`limit: memory`, ...)
+that is recorded in logs/agent_exit.json, and such a run is the agent's own failure, scored as the base model."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from posttrainbench.executors.failures import classify
+from posttrainbench.executors.pipeline import create_run, execute
+from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
+from posttrainbench.sandbox.limits import disk_usage
+from posttrainbench.specs import AgentSpec, RunSpec
+from posttrainbench.specs.limits import SandboxLimits
+from posttrainbench.store import Store
+from posttrainbench.workspace.layout import RunLayout
+
+pytestmark = pytest.mark.bwrap
+SMALL = SandboxLimits(memory_gb=0.25, pids=64, disk_gb=0.05)
+
+
+def _run(tmp_path: Path, argv: list[str], limits: SandboxLimits = SMALL):
+    (tmp_path / "task").mkdir(exist_ok=True)
+    request = SandboxRequest(argv=argv, cwd="/task", mounts=[*python_mounts(), Mount(tmp_path / "task", "/task", True)],
+                             env={"PATH": "/usr/bin:/bin"})
+    log = tmp_path / "agent.log"
+    info = run(request, backend="bwrap", time_limit_s=120, grace_s=2, log_path=log, limits=limits)
+    return info, log.read_text() if log.exists() else ""
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_memory_limit_stops_the_agent(bwrap, tmp_path):
+    info, log = _run(tmp_path, _python("""
+        import time
+        hog = bytearray(1 << 30)  # 1 GiB of zero pages, touched so they count
+        for i in range(0, len(hog), 4096):
+            hog[i] = 1
+        time.sleep(100)
+    """))
+    assert info.status == "limit" and info.limit == "memory", (info, log)
+    assert info.detail.startswith("limit: memory")
+
+
+def test_process_limit_stops_the_agent(bwrap, tmp_path):
+    marker = "1000.424242"
+    info, log = _run(tmp_path, ["/bin/sh", "-c", f"while true; do sleep {marker} & done"])
+    assert info.status == "limit" and info.limit == "pids", (info, log)
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+    assert not left
+
+
+def test_disk_limit_stops_the_agent(bwrap, tmp_path):
+    info, log = _run(tmp_path, ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do head -c 10000000 /dev/zero > f$i; done;"
+                                                 " sleep 100"])
+    assert info.status == "limit" and info.limit == "disk", (info, log)
+
+
+def test_within_limits_is_not_a_limit(bwrap, tmp_path):
+    info, log = _run(tmp_path, _python("open('small', 'wb').write(b'x' * 1_000_000)"))
+    assert info.status == "finished" and info.limit is None, (info, log)
+
+
+def test_disk_usage_counts_allocated_blocks_once(tmp_path):
+    (tmp_path / "sparse").write_bytes(b"")
+    with open(tmp_path / "sparse", "r+b") as f:
+        f.truncate(1 << 30)  # 1 GiB that takes no space
+    (tmp_path / "full").write_bytes(b"x" * (1 << 20))
+    (tmp_path / "hardlink").hardlink_to(tmp_path / "full")
+    (tmp_path / "link").symlink_to("/usr")
+    assert (1 << 20) <= disk_usage([tmp_path]) < (1 << 20) + (1 << 16)
+
+
+@pytest.mark.slow
+def test_a_run_that_fills_its_disk_is_scored_as_base_not_retried(bwrap, tmp_path, small_model):
+    store = Store(tmp_path / "store.sqlite")
+    script = "head -c 100000000 /dev/zero > big; sleep 1000"
+    spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
+                   hours=0.05, gpus=0, network="offline", benchmark="humaneval", limit=1, max_tokens=16,
+                   sandbox_limits=SandboxLimits(disk_gb=0.05))
+    manifest = create_run(spec, store, runs_dir=tmp_path / "runs")
+    layout = RunLayout(tmp_path / "runs" / manifest.run_id)
+    row = execute(layout.root, store, log=lambda _: None)
+    exit_info = json.loads(layout.agent_exit.read_text())
+    assert exit_info["status"] == "limit" and exit_info["limit"] == "disk"
+    assert row.status == "done" and row.score_source == "base" and row.error == "limit: disk"
+    assert classify(store, row.id).kind == "result"
