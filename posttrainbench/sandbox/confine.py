@@ -53,7 +53,10 @@ class Confined:
 
 def sandbox_uid(request: SandboxRequest) -> int:
     writable = sorted(str(m.source) for m in request.mounts if m.writable)
-    key = "\0".join(writable).encode() if writable else secrets.token_bytes(16)
+    if request.identity is not None:
+        key = request.identity.encode()
+    else:
+        key = "\0".join(writable).encode() if writable else secrets.token_bytes(16)
     return UID_BASE + int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % UID_SPAN
 
 

@@ -6,7 +6,8 @@ harness without a delegated subtree) the harness polls the sandbox's process tre
 sandbox uid RLIMIT_NPROC bounds the processes in the kernel. CPU has no fallback: it is a rate, not a stop.
 
 Disk: the harness sums the blocks allocated under the writable mounts (hard links once, links never followed) every
-DISK_POLL_S, and RLIMIT_FSIZE keeps any single file under the quota in the kernel.
+DISK_POLL_S (longer when the walk is slow), and RLIMIT_FSIZE keeps any single file under the quota in the kernel.
+Between two polls the agent can overshoot by what it writes in that time; the quota is then enforced at the next.
 """
 
 import logging
@@ -195,8 +196,10 @@ class LimitGuard:
         if polled:
             return polled
         if self.limits.disk_gb and (final or time.monotonic() >= self._next_disk):
+            started = time.monotonic()
             used = disk_usage(self.writable)
-            self._next_disk = time.monotonic() + DISK_POLL_S
+            # A walk of a big home (pip and HF caches) costs a core for seconds: keep it under a tenth of one.
+            self._next_disk = time.monotonic() + max(DISK_POLL_S, 10 * (time.monotonic() - started))
             # RLIMIT_FSIZE stops a single file at the limit itself, so reaching it counts.
             if used >= self.limits.disk_gb * _GIB:
                 return "disk", f"{used / _GIB:.3g} GB written, at or over the {self.limits.disk_gb:g} GB limit"

@@ -26,6 +26,9 @@ class SandboxRequest:
     env: dict[str, str]
     gpus: list[int] = field(default_factory=list)  # host GPU indices to pass through
     network: Literal["host", "none"] = "none"
+    # Sandboxes of one identity run as one uid when the harness is root (a run's agent and the judges reading its
+    # files, which the agent may have made readable to itself only); None: the writable mounts decide.
+    identity: str | None = None
 
     def validate(self) -> None:
         if not self.argv:
