@@ -8,17 +8,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_support import ptb
 
 from posttrainbench.executors.failures import classify
 from posttrainbench.executors.pipeline import create_run, execute
 from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
+from posttrainbench.sandbox import limits as limits_module
 from posttrainbench.sandbox.limits import disk_usage
 from posttrainbench.specs import AgentSpec, RunSpec
+from posttrainbench.specs.grid import expand, load_grid
 from posttrainbench.specs.limits import SandboxLimits
 from posttrainbench.store import Store
 from posttrainbench.workspace.layout import RunLayout
 
-pytestmark = pytest.mark.bwrap
 SMALL = SandboxLimits(memory_gb=0.25, pids=64, disk_gb=0.05)
 
 
@@ -35,6 +37,7 @@ def _python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
 
+@pytest.mark.bwrap
 def test_memory_limit_stops_the_agent(bwrap, tmp_path):
     info, log = _run(tmp_path, _python("""
         import time
@@ -47,6 +50,7 @@ def test_memory_limit_stops_the_agent(bwrap, tmp_path):
     assert info.detail.startswith("limit: memory")
 
 
+@pytest.mark.bwrap
 def test_process_limit_stops_the_agent(bwrap, tmp_path):
     marker = "1000.424242"
     info, log = _run(tmp_path, ["/bin/sh", "-c", f"while true; do sleep {marker} & done"])
@@ -55,12 +59,14 @@ def test_process_limit_stops_the_agent(bwrap, tmp_path):
     assert not left
 
 
+@pytest.mark.bwrap
 def test_disk_limit_stops_the_agent(bwrap, tmp_path):
     info, log = _run(tmp_path, ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do head -c 10000000 /dev/zero > f$i; done;"
                                                  " sleep 100"])
     assert info.status == "limit" and info.limit == "disk", (info, log)
 
 
+@pytest.mark.bwrap
 def test_within_limits_is_not_a_limit(bwrap, tmp_path):
     info, log = _run(tmp_path, _python("open('small', 'wb').write(b'x' * 1_000_000)"))
     assert info.status == "finished" and info.limit is None, (info, log)
@@ -76,6 +82,7 @@ def test_disk_usage_counts_allocated_blocks_once(tmp_path):
     assert (1 << 20) <= disk_usage([tmp_path]) < (1 << 20) + (1 << 16)
 
 
+@pytest.mark.bwrap
 @pytest.mark.slow
 def test_a_run_that_fills_its_disk_is_scored_as_base_not_retried(bwrap, tmp_path, small_model):
     store = Store(tmp_path / "store.sqlite")
@@ -90,3 +97,35 @@ def test_a_run_that_fills_its_disk_is_scored_as_base_not_retried(bwrap, tmp_path
     assert exit_info["status"] == "limit" and exit_info["limit"] == "disk"
     assert row.status == "done" and row.score_source == "base" and row.error == "limit: disk"
     assert classify(store, row.id).kind == "result"
+
+
+def test_a_grid_sets_the_limits_of_every_run(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("agents: [{scaffold: reference}]\nmodels: [qwen3-1.7b-base]\nbenchmarks: [gsm8k]\n"
+                    "sandbox_limits: {memory_gb: 32, disk_gb: 50, cpus: 4}\n")
+    cells = expand(load_grid(path))
+    assert cells[0].spec.sandbox_limits == SandboxLimits(memory_gb=32, disk_gb=50, cpus=4)
+    assert RunSpec(agent=AgentSpec(scaffold="reference"), model="m", benchmark="b").sandbox_limits == SandboxLimits()
+
+
+def test_a_bad_limit_is_one_clear_line(tmp_path):
+    done = ptb("run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--disk-gb", "0",
+               env={"PTB_HOME": str(tmp_path)})
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == "error: sandbox_limits.disk_gb: Input should be greater than 0"
+
+
+@pytest.mark.bwrap
+def test_memory_limit_without_a_cgroup_is_polled(bwrap, tmp_path, monkeypatch):
+    """As for a non-root harness without a delegated cgroup: the harness watches the processes instead."""
+    monkeypatch.setattr(limits_module, "_make_v2", lambda name, wanted: None)
+    monkeypatch.setattr(limits_module, "_make_v1", lambda name, wanted: [])
+    info, log = _run(tmp_path, _python("""
+        import time
+        hog = bytearray(1 << 30)
+        for i in range(0, len(hog), 4096):
+            hog[i] = 1
+        time.sleep(100)
+    """))
+    assert info.status == "limit" and info.limit == "memory", (info, log)
+    assert "the processes used" in info.detail
