@@ -119,7 +119,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
                 env=agent_env(manifest) | launch.env | egress.env,
                 gpus=_gpu_indices(spec.gpus),
                 network=egress.network,
-                identity=str(layout.root),
+                identity=str(layout.root.resolve()),
             )
             return sandbox.run(request, backend=backend, time_limit_s=max(seconds_left, 1.0),
                                log_path=layout.agent_log, grace_s=GRACE_S, stop=stop_reason,

@@ -31,7 +31,8 @@ def bwrap_argv(request: SandboxRequest, *, bwrap: str = "bwrap", dev_root: Path 
                status_fd: int | None = None) -> list[str]:
     """`sources`, one per request mount, replace the mounts' host paths (the launcher's staged copies of them);
     `seccomp_fd` is a readable fd holding the filter program; bwrap writes JSON status lines to `status_fd`."""
-    argv = [bwrap, *(["--json-status-fd", str(status_fd)] if status_fd is not None else []), "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    argv = [bwrap, *(["--json-status-fd", str(status_fd)] if status_fd is not None else [])]
+    argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     argv += _merged_usr_links()
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     if request.network == "host":
