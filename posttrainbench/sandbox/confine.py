@@ -20,6 +20,7 @@ from posttrainbench.sandbox import seccomp
 from posttrainbench.sandbox.bwrap import bwrap_argv, find_bwrap
 from posttrainbench.sandbox.limits import LimitGuard
 from posttrainbench.sandbox.request import Mount, SandboxRequest
+from posttrainbench.sandbox.tree import TooDeep, walk
 from posttrainbench.specs.limits import SandboxLimits
 
 # Sandbox uids: far above any real account's (no passwd entry is needed), one per set of writable folders, so the
@@ -110,19 +111,17 @@ def give_to(mounts: list[Mount], uid: int) -> None:
 
 
 def _chown_tree(root: Path, uid: int) -> None:
-    _chown(str(root), uid)
-    stack = [str(root)] if root.is_dir() and not root.is_symlink() else []
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                _chown(entry.path, uid)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+    def chown(dir_fd: int, name: str, st: os.stat_result) -> None:
+        if st.st_uid != uid or st.st_gid != uid:
+            if dir_fd < 0:  # the writable folder itself: without it the sandbox cannot work
+                os.chown(name, uid, uid, follow_symlinks=False)
+                return
+            try:
+                os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                pass  # gone since it was listed: nothing to give
 
-
-def _chown(path: str, uid: int) -> None:
-    st = os.lstat(path)
-    if st.st_uid != uid or st.st_gid != uid:
-        os.lchown(path, uid, uid)
-
+    try:
+        walk(str(root), chown)
+    except TooDeep:
+        pass  # only the agent nests that deep, and what it made is its own already

@@ -21,6 +21,7 @@ from typing import Literal
 
 import psutil
 
+from posttrainbench.sandbox.tree import TooDeep, walk
 from posttrainbench.specs.limits import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,10 @@ class LimitGuard:
             return polled
         if self.limits.disk_gb and (final or time.monotonic() >= self._next_disk):
             started = time.monotonic()
-            used = disk_usage(self.writable)
+            try:
+                used = disk_usage(self.writable)
+            except TooDeep as error:
+                return "disk", f"cannot measure what the agent wrote: {error}"  # fail closed
             # A walk of a big home (pip and HF caches) costs a core for seconds: keep it under a tenth of one.
             self._next_disk = time.monotonic() + max(DISK_POLL_S, 10 * (time.monotonic() - started))
             # RLIMIT_FSIZE stops a single file at the limit itself, so reaching it counts.
@@ -247,26 +251,17 @@ class LimitGuard:
 
 
 def disk_usage(roots: Iterable[Path]) -> int:
-    """Bytes allocated under `roots`: sparse files count what they hold, hard links once, links are not followed."""
+    """Bytes allocated under `roots`: sparse files count what they hold, hard links once, links are not followed.
+    Raises TooDeep for folders nested too deep to measure."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    stack = [str(r) for r in roots]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = os.scandir(folder)
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+
+    def count(dir_fd: int, name: str, st: os.stat_result) -> None:
+        nonlocal total
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+
+    for root in roots:
+        walk(str(root), count)
     return total

@@ -2,6 +2,7 @@
 that is recorded in logs/agent_exit.json, and such a run is the agent's own failure, scored as the base model."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,8 @@ from posttrainbench.executors.failures import classify
 from posttrainbench.executors.pipeline import create_run, execute
 from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
 from posttrainbench.sandbox import limits as limits_module
-from posttrainbench.sandbox.limits import disk_usage
+from posttrainbench.sandbox import tree
+from posttrainbench.sandbox.limits import LimitGuard, disk_usage
 from posttrainbench.specs import AgentSpec, RunSpec
 from posttrainbench.specs.grid import expand, load_grid
 from posttrainbench.specs.limits import SandboxLimits
@@ -129,3 +131,18 @@ def test_memory_limit_without_a_cgroup_is_polled(bwrap, tmp_path, monkeypatch):
     """))
     assert info.status == "limit" and info.limit == "memory", (info, log)
     assert "the processes used" in info.detail
+
+
+def test_folders_too_deep_to_measure_count_as_over_the_disk_limit(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY)
+    for _ in range(tree.MAX_DEPTH + 5):  # relative to fds: the path grows past what a path can name
+        os.mkdir("d" * 200, dir_fd=fd)
+        child = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    guard = LimitGuard(SandboxLimits(memory_gb=None, pids=None, disk_gb=1), [folder], dedicated_uid=False)
+    hit = guard.exceeded(final=True)
+    assert hit is not None and hit[0] == "disk" and "nested deeper" in hit[1]

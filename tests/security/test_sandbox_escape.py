@@ -128,3 +128,20 @@ def test_agent_of_a_non_root_harness_cannot_escape(bwrap, victim, monkeypatch):
     report = attack_report(log)
     _check(report, victim)
     assert (victim / "task" / "made_inside.txt").stat().st_uid == user
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the harness gives the writable folders away only as root")
+def test_links_the_agent_plants_do_not_make_the_harness_give_away_its_files(bwrap, victim):
+    """Between sessions the root harness gives the writable folders to the sandbox uid: a link the agent left
+    there must be changed itself, never what it points at."""
+    harness_file = victim.parent / "harness.db"
+    harness_file.write_text("store")
+    plant = (f"import os; os.symlink({str(harness_file)!r}, 'to_store'); os.symlink('/', 'to_root');"
+             f"os.makedirs('deep/er'); os.symlink({str(victim.parent)!r}, 'deep/er/up')")
+    request = SandboxRequest(argv=[sys.executable, "-c", plant], cwd=TASK, mounts=[*python_mounts(), *_mounts(victim)],
+                             env=ENV)
+    for _ in range(2):  # the second start walks what the first left
+        info = run(request, backend="bwrap", time_limit_s=60, grace_s=1, log_path=victim / "agent.log")
+        assert info.status in ("finished", "crashed"), info
+    assert harness_file.stat().st_uid == 0 and victim.parent.stat().st_uid == 0 and Path("/").stat().st_uid == 0
+    assert (victim / "task" / "to_store").lstat().st_uid != 0
