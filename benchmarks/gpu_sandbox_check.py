@@ -53,9 +53,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
-        request = SandboxRequest(argv=[sys.executable, "-c", PROBE], cwd="/work",
-                                 mounts=[*python_mounts(), Mount(work, "/work", writable=True)],
-                                 env={"PATH": "/usr/bin:/bin", "HOME": "/work"}, gpus=list(range(args.gpus)))
+        request = SandboxRequest(argv=[sys.executable, "-c", PROBE], cwd="/ptb/work",
+                                 mounts=[*python_mounts(), Mount(work, "/ptb/work", writable=True)],
+                                 env={"PATH": "/usr/bin:/bin", "HOME": "/ptb/work"}, gpus=list(range(args.gpus)))
         started = time.monotonic()
         info = run(request, backend="bwrap", time_limit_s=300, grace_s=5, log_path=Path(tmp) / "log")
         log = (Path(tmp) / "log").read_text()
