@@ -4,20 +4,26 @@ bwrap started by root keeps every capability and makes no user namespace, so a r
 of the sandbox's own (launcher.py): bwrap then runs unprivileged, in a user namespace, with all capabilities
 dropped, no_new_privs and the seccomp filter of seccomp.py. The writable mounts are given to that uid; everything
 else it sees stays owned by others and read-only. A non-root harness runs bwrap as itself, with the same flags.
+
+Where unprivileged user namespaces are forbidden (a sysctl, AppArmor), a root harness cannot take that route: bwrap
+then runs as root, and the sandbox's first program is setpriv, which drops to the sandbox uid with no
+capabilities, no bounding set and no_new_privs before the agent's program starts; the seccomp filter is the same.
 """
 
+import functools
 import hashlib
 import json
 import os
 import secrets
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from posttrainbench.errors import PtbError
 from posttrainbench.sandbox import seccomp
-from posttrainbench.sandbox.bwrap import bwrap_argv, find_bwrap
+from posttrainbench.sandbox.bwrap import SETPRIV, bwrap_argv, find_bwrap
 from posttrainbench.sandbox.limits import LimitGuard
 from posttrainbench.sandbox.request import Mount, SandboxRequest
 from posttrainbench.sandbox.tree import TooDeep, walk
@@ -72,6 +78,8 @@ def confine(request: SandboxRequest, limits: SandboxLimits | None, *, no_spawn: 
     uid = sandbox_uid(request) if root else None
     if uid is not None:
         give_to(request.mounts, uid)
+    # Root on a host without unprivileged user namespaces: bwrap stays root, setpriv drops inside (bwrap.py).
+    inside_drop = uid is not None and not userns_available()
     writable = [Path(m.source) for m in request.mounts if m.writable]
     guard = LimitGuard(limits or SandboxLimits(memory_gb=None, pids=None, disk_gb=None), writable, root)
     guard.setup()
@@ -84,19 +92,31 @@ def confine(request: SandboxRequest, limits: SandboxLimits | None, *, no_spawn: 
         raise
     finally:
         os.close(write_end)
-    sources = [f"{STAGE}/{i}" for i in range(len(request.mounts))] if root else None
+    staged = root and not inside_drop
+    sources = [f"{STAGE}/{i}" for i in range(len(request.mounts))] if staged else None
     spec = {
         "cgroups": guard.procs_files(),
         "rlimits": guard.rlimits(),
-        "stage": STAGE if root else None,
+        "stage": STAGE if staged else None,
         "binds": [[str(m.source), str(i), m.writable] for i, m in enumerate(request.mounts)],
-        "uid": uid,
-        "gid": uid,
-        "argv": bwrap_argv(request, bwrap=bwrap, sources=sources, seccomp_fd=read_end,
-                           status_fd=status_fd),
+        "uid": None if inside_drop else uid,
+        "gid": None if inside_drop else uid,
+        "argv": bwrap_argv(request, bwrap=bwrap, sources=sources, seccomp_fd=read_end, status_fd=status_fd,
+                           setpriv_uid=uid if inside_drop else None),
     }
     argv = [sys.executable, "-I", "-S", LAUNCHER, json.dumps(spec)]
     return Confined(argv=argv, pass_fds=(read_end,), guard=guard, uid=uid)
+
+
+@functools.cache
+def userns_available() -> bool:
+    """Whether an unprivileged user may make a user namespace here (a kernel or AppArmor setting can forbid it)."""
+    probe = [SETPRIV, "--reuid", str(UID_BASE - 1), "--regid", str(UID_BASE - 1), "--clear-groups",
+             "unshare", "--user", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, env={"PATH": "/usr/bin:/bin"}).returncode == 0
+    except OSError:
+        return False
 
 
 def give_to(mounts: list[Mount], uid: int) -> None:

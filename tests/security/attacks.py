@@ -56,7 +56,10 @@ for path in TARGETS["read_only"]:
     attempt(f"write {path}", write(path if os.path.isfile(path) else os.path.join(path, "planted.pth")))
 attempt("mount(8) remount-rw /usr", run(["mount", "-o", "remount,bind,rw", "/usr"]))
 attempt("mount tmpfs over /usr", mount(b"tmpfs", "/usr", 0, b"tmpfs"))
-report["/root holds"] = sorted(os.listdir("/root")) if os.path.isdir("/root") else []
+try:
+    report["/root holds"] = sorted(os.listdir("/root"))
+except OSError:
+    report["/root holds"] = []
 for path in TARGETS["secret"]:
     attempt(f"read {path}", lambda p=path: os.listdir(p) if os.path.isdir(p) else open(p).read())
 for name, nr in NUMBERS["syscalls"].items():

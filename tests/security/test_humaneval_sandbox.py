@@ -39,7 +39,7 @@ def _attacking_completion(targets: list[str]) -> str:
 '''
 
 
-def test_a_completion_that_attacks_the_scorer_gets_nowhere(bwrap, shared_data):
+def test_a_completion_that_attacks_the_scorer_gets_nowhere(bwrap, shared_data, root_mode):
     problem = next(r for r in read_jsonl(data_file(get_benchmark("humaneval"), "test"))
                    if r["task_id"] == "HumanEval/53")
     rpc = Path(humaneval_rpc.__file__)

@@ -40,7 +40,7 @@ def _python(code: str) -> list[str]:
 
 
 @pytest.mark.bwrap
-def test_memory_limit_stops_the_agent(bwrap, tmp_path):
+def test_memory_limit_stops_the_agent(bwrap, tmp_path, root_mode):
     info, log = _run(tmp_path, _python("""
         import time
         hog = bytearray(1 << 30)  # 1 GiB of zero pages, touched so they count
@@ -53,7 +53,7 @@ def test_memory_limit_stops_the_agent(bwrap, tmp_path):
 
 
 @pytest.mark.bwrap
-def test_process_limit_stops_the_agent(bwrap, tmp_path):
+def test_process_limit_stops_the_agent(bwrap, tmp_path, root_mode):
     marker = "1000.424242"
     info, log = _run(tmp_path, ["/bin/sh", "-c", f"while true; do sleep {marker} & done"])
     assert info.status == "limit" and info.limit == "pids", (info, log)
@@ -62,7 +62,7 @@ def test_process_limit_stops_the_agent(bwrap, tmp_path):
 
 
 @pytest.mark.bwrap
-def test_disk_limit_stops_the_agent(bwrap, tmp_path):
+def test_disk_limit_stops_the_agent(bwrap, tmp_path, root_mode):
     info, log = _run(tmp_path, ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do head -c 10000000 /dev/zero > f$i; done;"
                                                  " sleep 100"])
     assert info.status == "limit" and info.limit == "disk", (info, log)

@@ -87,7 +87,7 @@ def _check(report: dict, root: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the harness runs as root here")
-def test_agent_of_a_root_harness_cannot_escape(bwrap, victim):
+def test_agent_of_a_root_harness_cannot_escape(bwrap, victim, root_mode):
     site = _site_packages()
     package = str(Path(confine_module.__file__).parents[1])
     # and the harness's own home, past what leads to the interpreter
@@ -131,7 +131,7 @@ def test_agent_of_a_non_root_harness_cannot_escape(bwrap, victim, monkeypatch):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the harness gives the writable folders away only as root")
-def test_links_the_agent_plants_do_not_make_the_harness_give_away_its_files(bwrap, victim):
+def test_links_the_agent_plants_do_not_make_the_harness_give_away_its_files(bwrap, victim, root_mode):
     """Between sessions the root harness gives the writable folders to the sandbox uid: a link the agent left
     there must be changed itself, never what it points at."""
     harness_file = victim.parent / "harness.db"
