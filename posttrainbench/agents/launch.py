@@ -53,8 +53,10 @@ def agent_env(manifest: RunManifest) -> dict[str, str]:
 def mounts(manifest: RunManifest, layout: RunLayout) -> list[sandbox.Mount]:
     hf_repo = Path(manifest.hf_repo_dir)
     pristine = layout.pristine
+    layout.sandbox_tmp.mkdir(exist_ok=True)
     return [
         *sandbox.python_mounts(),
+        sandbox.Mount(layout.sandbox_tmp, "/tmp", writable=True),
         sandbox.Mount(layout.home, SANDBOX_HOME, writable=True),
         sandbox.Mount(layout.task, SANDBOX_TASK, writable=True),
         sandbox.Mount(pristine / "evaluate.py", f"{SANDBOX_TASK}/evaluate.py"),
@@ -117,9 +119,11 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
                 env=agent_env(manifest) | launch.env | egress.env,
                 gpus=_gpu_indices(spec.gpus),
                 network=egress.network,
+                identity=str(layout.root.resolve()),
             )
             return sandbox.run(request, backend=backend, time_limit_s=max(seconds_left, 1.0),
-                               log_path=layout.agent_log, grace_s=GRACE_S, stop=stop_reason)
+                               log_path=layout.agent_log, grace_s=GRACE_S, stop=stop_reason,
+                               limits=spec.sandbox_limits)
 
         sessions = run_with_reprompt(ctx, run_once, deadline, stop=stop_reason)
         reason = stop_reason()

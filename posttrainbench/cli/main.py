@@ -53,14 +53,20 @@ def run(
                                                       "dollars (default 100; 0 = no limit)")] = None,
     llm_max_tokens: Annotated[int | None, typer.Option(help="stop the agent after this many LLM tokens, input + "
                                                        "output (default 150M; 0 = no limit)")] = None,
+    memory_gb: Annotated[float | None, typer.Option(help="the agent sandbox's memory limit [default: 96]")] = None,
+    pids: Annotated[int | None, typer.Option(help="its processes and threads limit [default: 8192]")] = None,
+    cpus: Annotated[float | None, typer.Option(help="its CPU cores' worth of time [default: no cap]")] = None,
+    disk_gb: Annotated[float | None, typer.Option(help="its disk quota [default: 300]")] = None,
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run
     from posttrainbench.specs import RunSpec, parse_agent
 
+    asked = {"memory_gb": memory_gb, "pids": pids, "cpus": cpus, "disk_gb": disk_gb}
     spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
-                 network=network, max_tokens=max_tokens, llm=_llm_limits(llm_max_usd, llm_max_tokens))
+                 network=network, max_tokens=max_tokens, llm=_llm_limits(llm_max_usd, llm_max_tokens),
+                 sandbox_limits={k: v for k, v in asked.items() if v is not None})
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
     store = _store()

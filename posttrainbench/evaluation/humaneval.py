@@ -11,20 +11,19 @@ The test process holds only dataset code; every value it gets back is rebuilt fr
 humaneval_rpc.py), so the asserts compare plain data. Exiting early, os._exit, patching builtins or AssertionError,
 hooking the interpreter, or printing fake output can only change the candidate's own process: at worst its answers
 stop, which fails the call. A sample passes only if the test process prints a random per-sample token after
-check() returns and exits 0. Both processes run under bubblewrap (no network, own PID namespace, read-only root,
-private /tmp, empty environment) with CPU, memory and file-size limits, and both are killed at a wall-clock
-deadline. Without bubblewrap the same split runs unisolated, with a loud warning.
+check() returns and exits 0. Both processes run in the project's sandbox (posttrainbench.sandbox: an unprivileged
+uid in a user namespace even when the harness is root, no capabilities, seccomp, no network, own PID namespace,
+read-only root with only the interpreter mounted, private /tmp, empty environment) with CPU, memory and file-size
+limits, the candidate without any new process or thread, and both are killed at a wall-clock deadline. Without
+bubblewrap the same split runs unisolated, with a loud warning.
 """
 
 import asyncio
-import errno
 import logging
 import os
-import platform
 import re
 import secrets
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from inspect_ai.solver import TaskState, generate
 from posttrainbench.evaluation import fewshot, humaneval_rpc
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.data import read_jsonl
+from posttrainbench.sandbox import SandboxRequest, python_mounts
+from posttrainbench.sandbox.confine import confine
 
 log = logging.getLogger(__name__)
 
@@ -160,34 +161,16 @@ class Verdict:
 
 _warned = threading.Event()
 
-
-def no_fork_filter() -> bytes | None:
-    """A seccomp program (classic BPF, the form bwrap --seccomp takes) that makes fork, vfork, clone and clone3
-    fail with EPERM and kills on a foreign syscall ABI. RLIMIT_NPROC does not bind root, this does; the candidate
-    needs no processes or threads (BLAS libraries are told to stay single-threaded)."""
-    arches = {"x86_64": (0xC000003E, (56, 57, 58, 435)), "aarch64": (0xC00000B7, (220, 435))}
-    if platform.machine() not in arches:
-        return None
-    arch, calls = arches[platform.machine()]
-    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, deny, kill = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x80000000
-    checks = [(jge, 0x40000000)] if arch == 0xC000003E else []  # x32 syscall numbers
-    checks += [(jeq, nr) for nr in calls]
-    program = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, 0)]
-    deny_at = len(program) + len(checks) + 1
-    for op, k in checks:
-        program.append((op, deny_at - len(program) - 1, 0, k))
-    program += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
-    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
-
-
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", **{name: "1" for name in THREAD_VARS}}
 
 
-def _sandboxed(argv: list[str], seccomp_fd: int | None) -> list[str]:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
+def _spawn(keep: tuple[int, ...], stdout, stderr, *, no_spawn: bool = False) -> subprocess.Popen:
+    """A sandboxed interpreter that reads its program from stdin (no file of it on disk). Under bwrap it runs like
+    an agent's sandbox (unprivileged uid, no capabilities, seccomp, read-only root but a private /tmp, no network);
+    `no_spawn` also denies it new processes and threads, which RLIMIT_NPROC alone does not for root."""
+    argv = [sys.executable, "-I", "-B", "-"]
+    if shutil.which("bwrap") is None:
         if not _warned.is_set():
             _warned.set()
             message = (
@@ -196,24 +179,16 @@ def _sandboxed(argv: list[str], seccomp_fd: int | None) -> list[str]:
             )
             log.warning(message)
             print(f"WARNING: {message}", file=sys.stderr)
-        return argv
-    env = [arg for name, value in SANDBOX_ENV.items() for arg in ("--setenv", name, value)]
-    seccomp = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
-    return [
-        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", *env,
-        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--chdir", "/tmp",
-        *seccomp, *argv,
-    ]
-
-
-def _spawn(keep: tuple[int, ...], stdout, stderr, cwd: str, seccomp_fd: int | None = None) -> subprocess.Popen:
-    """A sandboxed interpreter that reads its program from stdin (no file of it on disk)."""
-    keep = keep + ((seccomp_fd,) if seccomp_fd is not None else ())
-    return subprocess.Popen(
-        _sandboxed([sys.executable, "-I", "-B", "-"], seccomp_fd),
-        stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, pass_fds=keep, start_new_session=True, cwd=cwd,
-        env=SANDBOX_ENV,
-    )
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, pass_fds=keep,
+                                start_new_session=True, cwd=tempfile.gettempdir(), env=SANDBOX_ENV)
+    request = SandboxRequest(argv=argv, cwd="/tmp", mounts=python_mounts(), env=SANDBOX_ENV)
+    request.validate()
+    confined = confine(request, None, no_spawn=no_spawn)
+    try:
+        return subprocess.Popen(confined.argv, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
+                                pass_fds=keep + confined.pass_fds, start_new_session=True, env={})
+    finally:
+        confined.close()
 
 
 def _feed(process: subprocess.Popen, program: str) -> None:
@@ -239,35 +214,27 @@ def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
     to_test_r, to_test_w = os.pipe()
     open_fds = [to_candidate_r, to_candidate_w, to_test_r, to_test_w]
     processes: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="ptb-humaneval-") as scratch:
+    try:
+        candidate = _spawn((to_candidate_r, to_test_w), subprocess.DEVNULL, subprocess.DEVNULL, no_spawn=True)
+        processes.append(candidate)
+        # The interpreter reads its whole program before running any of it, so this write cannot deadlock.
+        program = candidate_program(prompt, code, entry_point, to_candidate_r, to_test_w)
+        threading.Thread(target=_feed, args=(candidate, program), daemon=True).start()
+        checker = _spawn((to_candidate_w, to_test_r), subprocess.PIPE, subprocess.PIPE)
+        processes.append(checker)
+        # Only the two sandboxes may hold the pipe ends, so either side sees EOF when the other dies.
+        while open_fds:
+            os.close(open_fds.pop())
+        checks = test_program(prompt, test, entry_point, to_candidate_w, to_test_r, token)
         try:
-            seccomp_fd = None
-            if (bpf := no_fork_filter()) is not None and shutil.which("bwrap"):
-                (Path(scratch) / "seccomp.bpf").write_bytes(bpf)
-                seccomp_fd = os.open(Path(scratch) / "seccomp.bpf", os.O_RDONLY)
-                open_fds.append(seccomp_fd)
-            candidate = _spawn(
-                (to_candidate_r, to_test_w), subprocess.DEVNULL, subprocess.DEVNULL, scratch, seccomp_fd
-            )
-            processes.append(candidate)
-            # The interpreter reads its whole program before running any of it, so this write cannot deadlock.
-            program = candidate_program(prompt, code, entry_point, to_candidate_r, to_test_w)
-            threading.Thread(target=_feed, args=(candidate, program), daemon=True).start()
-            checker = _spawn((to_candidate_w, to_test_r), subprocess.PIPE, subprocess.PIPE, scratch)
-            processes.append(checker)
-            # Only the two sandboxes may hold the pipe ends, so either side sees EOF when the other dies.
-            while open_fds:
-                os.close(open_fds.pop())
-            checks = test_program(prompt, test, entry_point, to_candidate_w, to_test_r, token)
-            try:
-                out, err = checker.communicate(checks.encode(), timeout=WALL_SECONDS + 5)
-            except subprocess.TimeoutExpired:
-                return Verdict(False, f"timed out after {WALL_SECONDS} s")
-        finally:
-            for fd in open_fds:
-                os.close(fd)
-            for process in processes:
-                _kill(process)
+            out, err = checker.communicate(checks.encode(), timeout=WALL_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            return Verdict(False, f"timed out after {WALL_SECONDS} s")
+    finally:
+        for fd in open_fds:
+            os.close(fd)
+        for process in processes:
+            _kill(process)
     last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
     if checker.returncode == 0 and last[0] == token:
         return Verdict(True, "")

@@ -81,7 +81,7 @@ def execute(run_dir: Path, store: Store, *, backend: str | None = None, log: Cal
     run_id = manifest.run_id
     store.set_status(run_id, "running")
     try:
-        _stage(store, run_id, "agent", lambda: run_agent(manifest, layout, backend=backend or manifest.spec.sandbox), log)
+        _stage(store, run_id, "agent", lambda: _agent(manifest, layout, backend or manifest.spec.sandbox, log), log)
         _stage(store, run_id, "collect", lambda: _collect(manifest, layout), log)
         _stage(store, run_id, "integrity", lambda: _integrity(layout, log), log)
         _stage(store, run_id, "evaluate", lambda: _evaluate(manifest, layout, store, log), log)
@@ -102,6 +102,21 @@ def rescore(run_dir: Path, store: Store) -> RunRow:
     return store.get(manifest.run_id)
 
 
+def _agent(manifest: RunManifest, layout: RunLayout, backend: str, log: Callable[[str], None]) -> None:
+    info = run_agent(manifest, layout, backend=backend)
+    if info.limit is not None:
+        log(f"agent: {info.detail}")  # the harness's own words: which limit, how far
+
+
+def limit_hit(layout: RunLayout) -> str | None:
+    """`limit: memory` (pids, disk) when the agent's sandbox ended at a resource limit: its own failure, scored as
+    the base model."""
+    if not layout.agent_exit.is_file():
+        return None
+    limit = json.loads(layout.agent_exit.read_text()).get("limit")
+    return f"limit: {limit}" if limit in ("memory", "pids", "disk") else None
+
+
 def _collect(manifest: RunManifest, layout: RunLayout) -> None:
     result = collect(layout.submitted_model, layout.final_model, Path(manifest.base_model_dir))
     (layout.root / "collect.json").write_text(result.model_dump_json(indent=2))
@@ -117,7 +132,7 @@ def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Calla
     base = evaluate_base(manifest, layout, log=log)
     store.put_metrics(manifest.run_id, "base", base)
     collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
-    if collected.status != "ok":
+    if collected.status != "ok" or limit_hit(layout):
         return
     try:
         final = evaluate_model(manifest, layout.final_model, layout.results("final"), log=log)
@@ -139,6 +154,8 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
     if flags:
         score = Score(score=base, source="base", reason="flagged: " + "; ".join(integrity.reasons), base=base,
                       final=final)
+    elif limit_hit(layout):
+        score = Score(score=base, source="base", reason=limit_hit(layout), base=base)
     elif final is not None:
         score = Score(score=final, source="final", base=base, final=final)
     else:

@@ -40,7 +40,7 @@ def reset_from(layout: RunLayout, stage: str) -> None:
             keep.mkdir()
             for path in moved:
                 path.rename(keep / path.name)
-        for folder in (layout.task, layout.home):
+        for folder in (layout.task, layout.home, layout.sandbox_tmp):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
         shutil.rmtree(layout.final_model, ignore_errors=True)

@@ -133,6 +133,8 @@ def run_judge(number: int, manifest: RunManifest, layout: RunLayout, determinist
             ],
             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8", "TERM": "dumb",
                  "TMPDIR": "/tmp", **launch.env},
+            # the agent's uid: the judge reads every file the agent made, through read-only mounts
+            identity=str(layout.root.resolve()),
         )
         info = sandbox.run(request, backend=backend, time_limit_s=time_limit_s, log_path=folder / "judge.log",
                            grace_s=10)

@@ -1,6 +1,8 @@
 """Run an agent in a bubblewrap sandbox: only the request's mounts are visible (read-only unless marked writable),
 the environment is exactly the request's, the network is off unless asked for, GPUs are passed through by index,
-and the harness enforces the wall clock on the whole process tree.
+and the harness enforces the wall clock on the whole process tree. The sandbox is unprivileged whoever runs the
+harness (confine.py: its own uid, a user namespace, no capabilities, no_new_privs, seccomp.py's filter) and held
+to memory, process, CPU and disk limits (limits.py).
 
 The `none` backend runs the same request directly on the host, without any isolation, for debugging only.
 """

@@ -26,6 +26,9 @@ class SandboxRequest:
     env: dict[str, str]
     gpus: list[int] = field(default_factory=list)  # host GPU indices to pass through
     network: Literal["host", "none"] = "none"
+    # Sandboxes of one identity run as one uid when the harness is root (a run's agent and the judges reading its
+    # files, which the agent may have made readable to itself only); None: the writable mounts decide.
+    identity: str | None = None
 
     def validate(self) -> None:
         if not self.argv:
@@ -42,9 +45,11 @@ class SandboxRequest:
 
 
 class ExitInfo(BaseModel):
-    status: Literal["finished", "timed_out", "crashed", "failed_to_start", "stopped"]  # stopped: by run(stop=...)
+    # stopped: by run(stop=...); limit: a resource limit was hit (which one: `limit`)
+    status: Literal["finished", "timed_out", "crashed", "failed_to_start", "stopped", "limit"]
     returncode: int | None  # shell encoding: 128+n when killed by signal n
     wall_seconds: float
     started_at: str  # ISO 8601 UTC
     ended_at: str
     detail: str  # one line for humans
+    limit: Literal["memory", "pids", "disk"] | None = None

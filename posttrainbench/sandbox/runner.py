@@ -16,9 +16,12 @@ from typing import IO, Literal
 import psutil
 
 from posttrainbench.errors import PtbError
-from posttrainbench.sandbox.bwrap import bwrap_argv, find_bwrap
+from posttrainbench.sandbox.bwrap import find_bwrap
+from posttrainbench.sandbox.confine import Confined, confine
 from posttrainbench.sandbox.gpus import host_gpu_env
+from posttrainbench.sandbox.limits import Kind
 from posttrainbench.sandbox.request import ExitInfo, SandboxRequest
+from posttrainbench.specs.limits import SandboxLimits
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +37,21 @@ def run(
     log_path: Path,
     grace_s: float = 30.0,
     stop: Callable[[], str | None] | None = None,
+    limits: SandboxLimits | None = None,
 ) -> ExitInfo:
     """Run `request`, appending its merged stdout/stderr to `log_path` as `[UTC time] line`.
 
     At `time_limit_s` every process of the sandbox gets SIGTERM, and SIGKILL `grace_s` later. If the harness is
     interrupted (KeyboardInterrupt, SIGTERM, any exception) the sandbox is killed before the exception propagates.
     `stop`, polled every STOP_POLL_S, returns a reason when the run must end early (a dead egress proxy): the
-    sandbox is then ended the same way and the status is `stopped`.
+    sandbox is then ended the same way and the status is `stopped`. `limits` (the defaults when None) apply to the
+    bwrap backend: the first one hit ends the sandbox the same way, with status `limit` and `limit` naming it.
     """
     request.validate()
     if time_limit_s <= 0 or grace_s < 0:
         raise PtbError(f"time limit must be positive and grace non-negative, got {time_limit_s} and {grace_s}")
     if backend == "bwrap":
-        job = _BwrapJob(request)
+        job = _BwrapJob(request, limits or SandboxLimits())
     elif backend == "none":
         job = _HostJob(request)
     else:
@@ -71,9 +76,18 @@ def run(
     pump = _LogPump(job.proc.stdout, log_file)
     killed = None  # set when the clock ran out or `stop` fired: whether SIGKILL was needed after the grace
     stopped = None
+    hit: tuple[Kind, str] | None = None
+
+    def must_stop() -> str | None:
+        nonlocal hit
+        hit = job.limit_hit()
+        if hit is not None:
+            return f"limit: {hit[0]}"
+        return stop() if stop is not None else None
+
     try:
         with _sigterm_raises():
-            outcome = _wait(job.proc, start + time_limit_s, stop)
+            outcome = _wait(job.proc, start + time_limit_s, must_stop)
             if outcome is None:
                 job.stop(0)  # what the agent left running in the background (only the none backend can have any)
             else:
@@ -88,10 +102,15 @@ def run(
             signal.raise_signal(signal.SIGTERM)
         raise
     pump.finish()
+    hit = hit or job.limit_hit(final=True)  # an OOM kill or a full disk may have ended it before a poll saw it
     job.close()
     wall = round(time.monotonic() - start, 3)
     returncode = job.returncode()
-    if stopped is not None:
+    if hit is not None:
+        status = "limit"
+        ending = "" if killed is None else f": sent SIGTERM, {'SIGKILL after the grace' if killed else 'it ended'}"
+        detail = f"limit: {hit[0]}: {hit[1]}{ending}"
+    elif stopped is not None:
         status = "stopped"
         ending = f"SIGKILL after {grace_s:g} s grace" if killed else "it ended within the grace"
         detail = f"stopped by the harness: {stopped}; sent SIGTERM, {ending}"
@@ -115,6 +134,7 @@ def run(
         started_at=started_at,
         ended_at=_utc_now(),
         detail=job.label(detail),
+        limit=hit[0] if hit is not None else None,
     )
 
 
@@ -138,27 +158,35 @@ def _wait(proc: subprocess.Popen, deadline: float, stop: Callable[[], str | None
 class _BwrapJob:
     """Isolated: bwrap's pid namespace holds every process the agent starts, detached or not."""
 
-    def __init__(self, request: SandboxRequest) -> None:
-        self.argv = bwrap_argv(request, bwrap=find_bwrap())
+    def __init__(self, request: SandboxRequest, limits: SandboxLimits) -> None:
+        self._request, self._limits = request, limits
+        self.argv = [find_bwrap()]
+        self._confined: Confined | None = None
         self._status_read = -1
         self._status = b""
 
     def start(self) -> None:
         self._status_read, status_write = os.pipe()
         try:
+            self._confined = confine(self._request, self._limits, status_fd=status_write)
+            self.argv = self._confined.argv
             # Called from the waiting thread on purpose: --die-with-parent fires when the *thread* that started
             # bwrap exits.
             self.proc = subprocess.Popen(
-                [self.argv[0], "--json-status-fd", str(status_write), *self.argv[1:]],
+                self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env={},
                 start_new_session=True,
-                pass_fds=(status_write,),
+                pass_fds=(status_write, *self._confined.pass_fds),
             )
+            self._confined.guard.started(self.proc.pid)
         finally:
             os.close(status_write)
+
+    def limit_hit(self, *, final: bool = False) -> tuple[Kind, str] | None:
+        return self._confined.guard.exceeded(final=final) if self._confined is not None else None
 
     def stop(self, grace_s: float) -> bool:
         """TERM the sandbox, KILL it after `grace_s`; True if the KILL was needed."""
@@ -187,7 +215,9 @@ class _BwrapJob:
         return detail
 
     def close(self) -> None:
-        """Collect bwrap's status lines (all written once it has exited) and release the pipe."""
+        """Collect bwrap's status lines (all written once it has exited) and release the pipe and the cgroups."""
+        if self._confined is not None:
+            self._confined.close()
         if self._status_read < 0:
             return
         os.set_blocking(self._status_read, False)
@@ -253,6 +283,9 @@ class _HostJob:
 
     def never_ran(self) -> bool:
         return False
+
+    def limit_hit(self, *, final: bool = False) -> tuple[Kind, str] | None:
+        return None  # no limits without isolation
 
     def label(self, detail: str) -> str:
         return f"{detail} (UNSANDBOXED backend 'none')"

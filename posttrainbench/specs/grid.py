@@ -16,6 +16,7 @@ from posttrainbench.errors import PtbError
 from posttrainbench.specs.agents import AgentSpec
 from posttrainbench.specs.benchmarks import get_benchmark
 from posttrainbench.specs.models import get_model
+from posttrainbench.specs.limits import SandboxLimits
 from posttrainbench.specs.run import LlmLimits, NetworkMode, RunSpec, SandboxKind
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -121,6 +122,7 @@ class Grid(BaseModel):
     network: NetworkMode = "proxied"
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items (tests, demos)")
     llm: LlmLimits = Field(default_factory=LlmLimits, description="LLM spending limits of every run")
+    sandbox_limits: SandboxLimits = Field(default_factory=SandboxLimits, description="each agent sandbox's resources")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
 
@@ -152,7 +154,8 @@ def expand(grid: Grid) -> list[Cell]:
         spec = RunSpec(agent=agent.spec(), model=model, benchmark=benchmark, seed=seed,
                        hours=grid.hours if agent.hours is None else agent.hours,
                        gpus=grid.gpus if agent.gpus is None else agent.gpus,
-                       sandbox=grid.sandbox, network=grid.network, limit=grid.limit, llm=grid.llm)
+                       sandbox=grid.sandbox, network=grid.network, limit=grid.limit, llm=grid.llm,
+                       sandbox_limits=grid.sandbox_limits)
         cells.append(Cell(key=f"{agent.key}/{model}/{benchmark}/{seed}", agent=agent.key, spec=spec))
     return cells
 

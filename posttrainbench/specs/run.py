@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from posttrainbench.specs.agents import AgentSpec
+from posttrainbench.specs.limits import SandboxLimits
 
 SandboxKind = Literal["bwrap", "none"]
 # open: the host's network (as the original); proxied: only through the logging, deny-listing egress proxy;
@@ -38,6 +39,7 @@ class RunSpec(BaseModel):
     limit: int | None = Field(None, description="evaluate only the first N items (tests, demos)")
     max_tokens: int | None = Field(None, description="cap on generated tokens per item (CPU demos); recorded")
     llm: LlmLimits = Field(default_factory=LlmLimits, description="the agent's LLM spending limits")
+    sandbox_limits: SandboxLimits = Field(default_factory=SandboxLimits, description="the agent sandbox's resources")
 
     @field_validator("hours")
     @classmethod

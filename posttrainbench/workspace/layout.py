@@ -35,6 +35,11 @@ class RunLayout:
         return self.root / "home"
 
     @property
+    def sandbox_tmp(self) -> Path:
+        """The agent's /tmp: on disk in the run, so that what it left there can be checked afterwards."""
+        return self.root / "sandbox_tmp"
+
+    @property
     def pristine(self) -> Path:
         """Harness-owned copies of evaluate.py, templates and task context: never mounted writable."""
         return self.root / "eval"
