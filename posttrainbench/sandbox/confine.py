@@ -86,24 +86,24 @@ def confine(request: SandboxRequest, limits: SandboxLimits | None, *, no_spawn: 
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, seccomp.sandbox_filter(no_spawn=no_spawn))
+        staged = root and not inside_drop
+        sources = [f"{STAGE}/{i}" for i in range(len(request.mounts))] if staged else None
+        spec = {
+            "cgroups": guard.procs_files(),
+            "rlimits": guard.rlimits(),
+            "stage": STAGE if staged else None,
+            "binds": [[str(m.source), str(i), m.writable] for i, m in enumerate(request.mounts)],
+            "uid": None if inside_drop else uid,
+            "gid": None if inside_drop else uid,
+            "argv": bwrap_argv(request, bwrap=bwrap, sources=sources, seccomp_fd=read_end, status_fd=status_fd,
+                               setpriv_uid=uid if inside_drop else None),
+        }
     except BaseException:
         os.close(read_end)
         guard.close()
         raise
     finally:
         os.close(write_end)
-    staged = root and not inside_drop
-    sources = [f"{STAGE}/{i}" for i in range(len(request.mounts))] if staged else None
-    spec = {
-        "cgroups": guard.procs_files(),
-        "rlimits": guard.rlimits(),
-        "stage": STAGE if staged else None,
-        "binds": [[str(m.source), str(i), m.writable] for i, m in enumerate(request.mounts)],
-        "uid": None if inside_drop else uid,
-        "gid": None if inside_drop else uid,
-        "argv": bwrap_argv(request, bwrap=bwrap, sources=sources, seccomp_fd=read_end, status_fd=status_fd,
-                           setpriv_uid=uid if inside_drop else None),
-    }
     argv = [sys.executable, "-I", "-S", LAUNCHER, json.dumps(spec)]
     return Confined(argv=argv, pass_fds=(read_end,), guard=guard, uid=uid)
 

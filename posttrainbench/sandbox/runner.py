@@ -62,6 +62,10 @@ def run(
     started_at, start = _utc_now(), time.monotonic()
     try:
         job.start()
+    except PtbError:
+        log_file.close()
+        job.close()
+        raise
     except OSError as error:
         log_file.close()
         job.close()
