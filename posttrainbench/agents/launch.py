@@ -108,6 +108,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
         run_dir=layout.root,
         home=layout.home,
         task=layout.task,
+        evaluation_service=spec.test_access == "hidden",
     )
     with (
         start_egress(spec.network, layout.root, base_model=manifest.model, benchmark=manifest.benchmark,
