@@ -258,3 +258,36 @@ def test_socket_is_reachable_by_another_uid(run_layout):
     manifest, layout = run_layout
     with EvalService(manifest, layout, deadline=time.time() + 3600, evaluator=ScriptedEvaluator()) as service:
         assert os.stat(service.socket_path).st_mode & 0o777 == 0o666
+
+
+def test_show_and_report_give_the_evaluation_history(tmp_path, small_model):
+    from cli_support import ptb
+
+    from posttrainbench import paths
+    from posttrainbench.executors.pipeline import create_run
+    from posttrainbench.report import build_report
+    from posttrainbench.store import Store
+
+    store = Store(paths.store_path())
+    spec = RunSpec(agent=parse_agent("command", ["true"]), model="smollm2-135m", benchmark="gsm8k", hours=1,
+                   gpus=0, network="offline")
+    manifest = create_run(spec, store)
+    layout = RunLayout(Path(store.get(manifest.run_id).run_dir))
+    checkpoint(layout.task / "final_model")
+    with EvalService(manifest, layout, deadline=time.time() + 3600, evaluator=ScriptedEvaluator()) as service:
+        ask(service, limit=7)
+        ask(service, model_path="[bold red]<script>boom")
+    store.update(manifest.run_id, score=0.25, score_source="final")
+    store.set_status(manifest.run_id, "done")
+
+    shown = ptb("show", manifest.run_id, env={"COLUMNS": "300"})
+    assert shown.returncode == 0, shown.stderr
+    assert "test access: hidden; the agent asked for 2 evaluation(s), 1 completed" in shown.stdout
+    assert "50.0%" in shown.stdout and "[bold red]<script>boom" in shown.stdout  # plain text, not markup
+
+    site = build_report(store, tmp_path / "site", bootstrap=0)
+    page = (site.parent / "runs" / f"{manifest.run_id}.html").read_text()
+    assert "The agent&#39;s evaluations" in page or "The agent's evaluations" in page
+    assert "2 request(s) to the evaluation service, 1 completed" in page
+    assert "&lt;script&gt;boom" in page and "<script>boom" not in page
+    assert "Test access</dt><dd>hidden" in page
