@@ -24,6 +24,8 @@ EVAL = {"benchmark": "humaneval", "limit": 1, "max_tokens": 16}
         (["run", "--agent", "robot", "--model", "smollm2-135m", "--benchmark", "gsm8k"], "unknown agent 'robot'"),
         (["run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--hours", "0"],
          "budget must be more than 0 hours"),
+        (["run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--test-access", "peek"],
+         "test_access: Input should be 'hidden' or 'visible'"),
         (["eval", "/nonexistent/model", "--benchmark", "gsm8k", "--base-model", "smollm2-135m"], "/nonexistent/model"),
         (["show", "no-such-run"], "no run 'no-such-run'"),
     ],
