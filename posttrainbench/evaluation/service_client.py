@@ -44,10 +44,10 @@ def _exchange(socket_path: str, request: Request) -> Reply:
             data = json.loads(line)
             if "ahead" in data:
                 progress = Progress.model_validate(data)
-                if progress.status == "queued":
+                if progress.status == "queued" and progress.ahead:
                     print(f"waiting for {progress.ahead} earlier evaluation(s) of this run to finish "
                           "(your clock keeps running)", file=sys.stderr, flush=True)
-                else:
+                elif progress.status == "running":
                     print("evaluating…", file=sys.stderr, flush=True)
                 continue
             return Reply.model_validate(data)
