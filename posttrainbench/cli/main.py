@@ -150,7 +150,8 @@ def _print_agent_evals(run_dir: Path, test_access: str) -> None:
         if record.get("error"):
             status += f": {record['error']}"
         # What the agent named and what the service answered are shown as plain text, never as markup.
-        cells = [record.get("n", "—"), record.get("requested_at") or "", str(record.get("checkpoint_sha256") or "—")[:12],
+        cells = [record.get("n", "—"), record.get("requested_at") or "",
+                 str(record.get("checkpoint_sha256") or "—")[:12],
                  (record.get("settings") or {}).get("limit"), status,
                  _pct(accuracy) if isinstance(accuracy, int | float) else "—", metrics.get("n_samples", "—"),
                  f"{record.get('queued_s') or 0:.0f} s", f"{record.get('seconds') or 0:.0f} s"]

@@ -422,7 +422,8 @@ class SandboxedEvaluation:
             "TOKENIZERS_PARALLELISM": "false", **OFFLINE, **self.extra_env,
         }
         mounts = [*sandbox.python_mounts(), sandbox.Mount(job.model_dir, INSIDE_MODEL),
-                  sandbox.Mount(Path(self.manifest.data_dir), INSIDE_DATA), sandbox.Mount(out, INSIDE_OUT, writable=True)]
+                  sandbox.Mount(Path(self.manifest.data_dir), INSIDE_DATA),
+                  sandbox.Mount(out, INSIDE_OUT, writable=True)]
         with self._grader_link(job) as link:
             if link is not None:
                 argv = link.wrap(argv)

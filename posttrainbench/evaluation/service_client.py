@@ -20,7 +20,8 @@ def _parser(benchmark: str, defaults: dict) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model-path", default="final_model", help="model directory inside your task or home dir")
-    parser.add_argument("--limit", type=int, default=defaults["limit"], help="evaluate only the first N items; -1 = all")
+    parser.add_argument("--limit", type=int, default=defaults["limit"],
+                        help="evaluate only the first N items; -1 = all")
     parser.add_argument("--json-output-file", default=None, help="also write the metrics here")
     parser.add_argument("--max-tokens", type=int, default=defaults["max_tokens"])
     parser.add_argument("--max-connections", type=int, default=defaults["max_connections"],
@@ -28,7 +29,8 @@ def _parser(benchmark: str, defaults: dict) -> argparse.ArgumentParser:
     parser.add_argument("--gpu-memory-utilization", type=float, default=defaults["gpu_memory_utilization"])
     parser.add_argument("--templates-dir", default=None,
                         help="accepted for compatibility; the chat template is chosen by the base model")
-    parser.add_argument("--out-dir", default=None, help="where metrics.json goes (default: eval_results/<benchmark>-<time>)")
+    parser.add_argument("--out-dir", default=None,
+                        help="where metrics.json goes (default: eval_results/<benchmark>-<time>)")
     return parser
 
 
