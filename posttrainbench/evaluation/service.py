@@ -179,7 +179,10 @@ class EvalService:
                 return
             self._closing.set()
         if self._listener is not None:
-            self._listener.shutdown(socket.SHUT_RDWR)
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+            except OSError:
+                pass
             self._listener.close()
         self._queue.put(None)
         for thread in self._threads:
@@ -253,7 +256,11 @@ class EvalService:
             raise Refused(f"the checkpoint holds {size / 1e9:.1f} GB, more than the {self.max_bytes / 1e9:.1f} GB "
                           "allowed for this base model")
         work_dir = self.layout.service / f"{number:04d}"
-        result = collect(source, work_dir / "model", Path(self.manifest.base_model_dir))
+        try:
+            result = collect(source, work_dir / "model", Path(self.manifest.base_model_dir))
+        except OSError as exc:  # unreadable files, a folder changing under the copy, a full disk
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise Refused(f"cannot copy the checkpoint: {exc.strerror or type(exc).__name__}") from None
         if result.status != "ok":
             shutil.rmtree(work_dir, ignore_errors=True)
             raise Refused(result.reason or "the checkpoint was not accepted")
