@@ -291,3 +291,14 @@ def test_show_and_report_give_the_evaluation_history(tmp_path, small_model):
     assert "2 request(s) to the evaluation service, 1 completed" in page
     assert "&lt;script&gt;boom" in page and "<script>boom" not in page
     assert "Test access</dt><dd>hidden" in page
+
+
+def test_a_manifest_from_before_the_option_reads_as_visible(run_layout):
+    from posttrainbench.workspace.manifest import read_manifest
+
+    _, layout = run_layout
+    data = json.loads(layout.manifest.read_text())
+    assert data["spec"]["test_access"] == "hidden"
+    del data["spec"]["test_access"], data["agent_data_dir"]
+    layout.manifest.write_text(json.dumps(data))
+    assert read_manifest(layout.manifest).spec.test_access == "visible"
