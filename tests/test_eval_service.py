@@ -302,3 +302,28 @@ def test_a_manifest_from_before_the_option_reads_as_visible(run_layout):
     del data["spec"]["test_access"], data["agent_data_dir"]
     layout.manifest.write_text(json.dumps(data))
     assert read_manifest(layout.manifest).spec.test_access == "visible"
+
+
+def test_the_queue_is_short(run_layout):
+    from posttrainbench.evaluation.service import MAX_WAITING
+
+    manifest, layout = run_layout
+    checkpoint(layout.task / "final_model")
+    evaluator = ScriptedEvaluator(hold=True)
+    with EvalService(manifest, layout, deadline=time.time() + 3600, evaluator=evaluator) as service:
+        clients = [threading.Thread(target=ask, args=(service,)) for _ in range(MAX_WAITING + 1)]
+        clients[0].start()
+        assert evaluator.started.acquire(timeout=WAIT)
+        for client in clients[1:]:
+            client.start()
+        deadline = time.time() + WAIT
+        while len(list(layout.service.glob("*/model"))) < MAX_WAITING + 1:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        [line] = ask(service)
+        assert f"{MAX_WAITING} evaluations of this run are waiting already" in line["error"]
+        evaluator.release.set()
+        for client in clients:
+            client.join(WAIT)
+    statuses = [r["status"] for r in history(layout)]
+    assert statuses.count("ok") == MAX_WAITING + 1 and statuses.count("refused") == 1

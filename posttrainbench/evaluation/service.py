@@ -146,6 +146,7 @@ class EvalService:
         self._closing = threading.Event()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._count = 0
+        self._admitting = 0
         base = Path(manifest.base_model_dir)
         self.max_bytes = SIZE_FACTOR * sum(p.stat().st_size for p in base.glob("*.safetensors")) + (1 << 30)
         self._listener: socket.socket | None = None
@@ -246,10 +247,21 @@ class EvalService:
         if self.cancelled():
             raise Refused(self.cancelled())
         with self._lock:
-            if len(self._waiting) > MAX_WAITING:
-                raise Refused(f"{len(self._waiting)} evaluations of this run are queued already; try again later")
+            # Copies in progress count too: each takes the disk space of a checkpoint.
+            if len(self._waiting) + self._admitting > MAX_WAITING:
+                raise Refused(f"{MAX_WAITING} evaluations of this run are waiting already; try again later")
+            self._admitting += 1
             self._count += 1
             number = self._count
+        try:
+            job = self._copy(request, requested_at, number)
+        except BaseException:
+            with self._lock:
+                self._admitting -= 1
+            raise
+        return job
+
+    def _copy(self, request: Request, requested_at: float, number: int) -> Job:
         source = resolve_checkpoint(self.layout, request.model_path)
         size = _size(source)
         if size > self.max_bytes:
@@ -269,7 +281,9 @@ class EvalService:
                    requested_at=requested_at)
 
     def _enqueue(self, job: Job) -> int:
+        """Queue an admitted job; its copy stops counting as one in progress in the same step."""
         with self._lock:
+            self._admitting -= 1
             closing = self._closing.is_set()
             if not closing:
                 self._waiting.append(job)
@@ -312,7 +326,7 @@ class EvalService:
             metrics = self.evaluator(job, self.cancelled)
         except PtbError as exc:
             reason = self.cancelled()
-            error = f"cancelled: {reason}" if reason else str(exc).splitlines()[0][:500]
+            error = f"cancelled: {reason}" if reason else (str(exc).splitlines() or ["the evaluation failed"])[0][:500]
             self._finish(job, Reply(status="error", error=error))
             return
         self._finish(job, Reply(status="ok", metrics={k: metrics.get(k) for k in REPLY_METRICS}))
