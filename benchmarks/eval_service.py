@@ -28,7 +28,8 @@ from pathlib import Path
 from posttrainbench import models, sandbox
 from posttrainbench.evaluation.protocol import Reply, Request
 from posttrainbench.evaluation.runner import evaluate
-from posttrainbench.evaluation.service import INSIDE_DATA, INSIDE_MODEL, INSIDE_OUT, EvalService
+from posttrainbench.evaluation.sandboxed import INSIDE_DATA, INSIDE_MODEL, INSIDE_OUT
+from posttrainbench.evaluation.service import EvalService
 from posttrainbench.specs import AgentSpec, RunSpec, get_model
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.prepare import prepare

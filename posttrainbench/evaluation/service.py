@@ -3,8 +3,8 @@
 The test items never enter the agent's sandbox. The service listens on a unix socket that is bind-mounted into it
 (so it works whatever the sandbox's network), takes the path of a checkpoint inside the agent's task or home
 directory, makes a vetted copy of it with the checks of `collect` (no links, safetensors only, no remote code) under
-a size cap, and evaluates the copy in a sandbox of its own: no network, the test data read-only, the run's GPUs.
-Graded benchmarks reach their grader through a metering proxy that holds the harness's key, so no key enters either
+a size cap, and evaluates the copy in a sandbox of its own (sandboxed.py): no network, the test data read-only, the
+run's GPUs. Graded benchmarks reach their grader through a metering proxy that holds the harness's key, so no key enters either
 sandbox. The reply carries metrics only. One evaluation runs at a time, the others wait in a short queue; the
 agent's clock keeps running meanwhile, and whatever is running or waiting when the service closes (the agent's
 budget is over) is cancelled. Every request, refused ones included, is a line of logs/agent_evals.jsonl.
@@ -22,7 +22,6 @@ import queue
 import shutil
 import socket
 import stat
-import sys
 import tempfile
 import threading
 import time
@@ -37,6 +36,7 @@ from pydantic import ValidationError
 from posttrainbench import sandbox
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation.protocol import MAX_LINE, REPLY_METRICS, Progress, Reply, Request
+from posttrainbench.evaluation.sandboxed import SandboxedEvaluation
 from posttrainbench.workspace.collect import collect
 from posttrainbench.workspace.layout import SANDBOX_EVAL_SOCKET, SANDBOX_HOME, SANDBOX_TASK, RunLayout
 from posttrainbench.workspace.manifest import RunManifest
@@ -46,11 +46,9 @@ log = logging.getLogger(__name__)
 MAX_WAITING = 4  # evaluations queued behind the running one; more are refused
 MAX_CONNECTIONS = 16  # open connections at once; more are closed unanswered
 READ_TIMEOUT_S = 30.0  # for the request line
-CANCEL_GRACE_S = 5.0
+CLOSE_WAIT_S = 65.0  # for the worker to end a cancelled evaluation (the evaluator stops within its grace)
 # A checkpoint may be stored in a wider dtype than the base model, not more.
 SIZE_FACTOR = 4
-INSIDE_MODEL, INSIDE_DATA, INSIDE_OUT = "/ptb/model", "/ptb/data", "/ptb/out"
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 class Refused(Exception):
@@ -136,8 +134,10 @@ class EvalService:
         self.manifest = manifest
         self.layout = layout
         self.deadline = deadline
-        self.evaluator = evaluator or SandboxedEvaluation(manifest, layout, backend=backend, gpus=gpus or [],
-                                                          env=env or {}, deadline=deadline)
+        if evaluator is None:
+            evaluator = SandboxedEvaluation(manifest, backend=backend, gpus=gpus or [], env=env or {},
+                                            deadline=deadline)
+        self.evaluator = evaluator
         self._folder = Path(tempfile.mkdtemp(prefix="ptb-eval-"))  # unix socket paths must stay short
         self.socket_path = self._folder / "eval.sock"
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -187,7 +187,7 @@ class EvalService:
             self._listener.close()
         self._queue.put(None)
         for thread in self._threads:
-            thread.join(timeout=60 + CANCEL_GRACE_S)
+            thread.join(timeout=CLOSE_WAIT_S)
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def cancelled(self) -> str | None:
@@ -410,79 +410,3 @@ def read_history(layout: RunLayout) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
-
-
-class SandboxedEvaluation:
-    """The real evaluator: the harness's evaluation child in a sandbox with no network, the test data read-only and
-    the run's GPUs; a graded benchmark's grader behind a metering proxy that adds the key outside."""
-
-    def __init__(self, manifest: RunManifest, layout: RunLayout, *, backend: str, gpus: list[int],
-                 env: dict[str, str], deadline: float):
-        self.manifest, self.layout, self.backend, self.gpus, self.extra_env = manifest, layout, backend, gpus, env
-        self.deadline = deadline
-        self.grader = None
-        if manifest.benchmark.grader:
-            from posttrainbench.evaluation.grader import grader_from_env
-
-            self.grader = grader_from_env()  # fails before the agent starts when none is configured
-
-    def __call__(self, job: Job, cancelled: Callable[[], str | None]) -> dict:
-        from posttrainbench.executors.evaluate import CHILD
-
-        left = self.deadline - time.time()
-        if left <= 0:
-            raise PtbError("the agent's budget is over")
-        out = job.work_dir / "out"
-        out.mkdir(parents=True, exist_ok=True)
-        args = {"model_path": INSIDE_MODEL, "benchmark": self.manifest.benchmark.id, "out_dir": f"{INSIDE_OUT}/result",
-                "base_model": self.manifest.model.id, **job.settings}
-        argv = [sys.executable, "-c", CHILD, json.dumps(args)]
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": f"{INSIDE_OUT}/home",
-            "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PTB_DATA_DIR": INSIDE_DATA, "PTB_CACHE": f"{INSIDE_OUT}/cache",
-            "TOKENIZERS_PARALLELISM": "false", **OFFLINE, **self.extra_env,
-        }
-        mounts = [*sandbox.python_mounts(), sandbox.Mount(job.model_dir, INSIDE_MODEL),
-                  sandbox.Mount(Path(self.manifest.data_dir), INSIDE_DATA),
-                  sandbox.Mount(out, INSIDE_OUT, writable=True)]
-        with self._grader_link(job) as link:
-            if link is not None:
-                argv = link.wrap(argv)
-                mounts += link.mounts
-                env |= {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key}
-            request = sandbox.SandboxRequest(argv=argv, cwd=INSIDE_OUT, mounts=mounts, env=env, gpus=self.gpus,
-                                             network="none")
-            log_path = job.work_dir / "evaluate.log"
-            info = sandbox.run(request, backend=self.backend, time_limit_s=left, log_path=log_path,
-                               grace_s=CANCEL_GRACE_S, stop=cancelled)
-        metrics_file = out / "result" / "metrics.json"
-        if info.status != "finished" or not metrics_file.is_file():
-            if info.status == "timed_out":
-                raise PtbError("the agent's budget ended during the evaluation")
-            raise PtbError(_last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known")
-        return json.loads(metrics_file.read_text())
-
-    def _grader_link(self, job: Job):
-        from contextlib import nullcontext
-
-        if self.grader is None:
-            return nullcontext(None)
-        from posttrainbench.egress.link import llm_link
-        from posttrainbench.egress.metering import Upstream
-
-        upstream = Upstream(self.grader.base_url, self.grader.api_key or None, auth="bearer", strip_prefix="/v1")
-        return llm_link(job.work_dir / "grader_metering.jsonl", "none", {"openai": upstream})
-
-
-def _last_error(log_path: Path) -> str | None:
-    """The harness's own one-line error (`error: ...` from the evaluation child), not anything else it printed."""
-    if not log_path.is_file():
-        return None
-    found = None
-    for line in log_path.read_text(errors="replace").splitlines():
-        _, _, text = line.partition("] ")
-        if text.startswith("error: "):
-            found = text.removeprefix("error: ").strip()
-    if found and found.startswith("grading "):
-        return "grading failed (the grader endpoint of the harness); the harness logged the details"
-    return found[:500] if found else None
