@@ -4,10 +4,10 @@ The test items never enter the agent's sandbox. The service listens on a unix so
 (so it works whatever the sandbox's network), takes the path of a checkpoint inside the agent's task or home
 directory, makes a vetted copy of it with the checks of `collect` (no links, safetensors only, no remote code) under
 a size cap, and evaluates the copy in a sandbox of its own (sandboxed.py): no network, the test data read-only, the
-run's GPUs. Graded benchmarks reach their grader through a metering proxy that holds the harness's key, so no key enters either
-sandbox. The reply carries metrics only. One evaluation runs at a time, the others wait in a short queue; the
-agent's clock keeps running meanwhile, and whatever is running or waiting when the service closes (the agent's
-budget is over) is cancelled. Every request, refused ones included, is a line of logs/agent_evals.jsonl.
+run's GPUs. Graded benchmarks reach their grader through a metering proxy that holds the harness's key, so no key
+enters either sandbox. The reply carries metrics only. One evaluation runs at a time, the others wait in a short
+queue; the agent's clock keeps running meanwhile, and whatever is running or waiting when the service closes (the
+agent's budget is over) is cancelled. Every request, refused ones included, is a line of logs/agent_evals.jsonl.
 
 Everything a client sends is hostile: lines are size-capped, validated by the protocol models, paths are resolved
 without following links, and no failure of one request reaches another or the harness.
