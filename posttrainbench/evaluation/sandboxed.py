@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from posttrainbench import sandbox
+from posttrainbench.egress.link import llm_link
+from posttrainbench.egress.metering import Upstream
 from posttrainbench.errors import PtbError
 from posttrainbench.workspace.manifest import RunManifest
 
@@ -30,20 +32,20 @@ class SandboxedEvaluation:
         self.deadline = deadline
         self.grader = None
         if manifest.benchmark.grader:
-            from posttrainbench.evaluation.grader import grader_from_env
+            from posttrainbench.evaluation.grader import grader_from_env  # imports inspect-ai: only when graded
 
             self.grader = grader_from_env()  # fails before the agent starts when none is configured
 
     def __call__(self, job: "Job", cancelled: Callable[[], str | None]) -> dict:
-        from posttrainbench.executors.evaluate import CHILD
+        from posttrainbench.executors.evaluate import CHILD  # executors import the agent stage, which imports us
 
         left = self.deadline - time.time()
         if left <= 0:
             raise PtbError("the agent's budget is over")
         out = job.work_dir / "out"
         out.mkdir(parents=True, exist_ok=True)
-        args = {"model_path": INSIDE_MODEL, "benchmark": self.manifest.benchmark.id, "out_dir": f"{INSIDE_OUT}/result",
-                "base_model": self.manifest.model.id, **job.settings}
+        args = {"model_path": INSIDE_MODEL, "benchmark": self.manifest.benchmark.id,
+                "out_dir": f"{INSIDE_OUT}/result", "base_model": self.manifest.model.id, **job.settings}
         argv = [sys.executable, "-c", CHILD, json.dumps(args)]
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": f"{INSIDE_OUT}/home",
@@ -73,9 +75,6 @@ class SandboxedEvaluation:
     def _grader_link(self, job: "Job"):
         if self.grader is None:
             return nullcontext(None)
-        from posttrainbench.egress.link import llm_link
-        from posttrainbench.egress.metering import Upstream
-
         upstream = Upstream(self.grader.base_url, self.grader.api_key or None, auth="bearer", strip_prefix="/v1")
         return llm_link(job.work_dir / "grader_metering.jsonl", "none", {"openai": upstream})
 
