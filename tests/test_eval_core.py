@@ -226,6 +226,7 @@ def _fake_log(accuracy: float, n: int) -> SimpleNamespace:
     return SimpleNamespace(
         status="success",
         error=None,
+        samples=None,
         results=SimpleNamespace(
             scores=[SimpleNamespace(metrics={"accuracy": metric(value=accuracy), "stderr": metric(value=0.1)})],
             completed_samples=n,
@@ -256,6 +257,7 @@ def test_failed_generation_falls_back_to_fewer_tokens(small_model, tmp_path, mon
     assert metrics["generation"]["max_tokens"] == 3000
     assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == metrics
     assert (metrics["accuracy"], metrics["n_samples"], metrics["output_tokens"]) == (0.5, 3, 7)
+    assert "accuracy_original" in metrics and metrics["scorer_versions"]["ours"]["inspect_ai"]
 
 
 def test_all_attempts_failing_is_an_error(small_model, tmp_path, monkeypatch, shared_data):
