@@ -119,3 +119,12 @@ def test_canary_passes_with_a_visible_interpreter(monkeypatch):
     monkeypatch.setattr(humaneval, "_canary_passed", humaneval.threading.Event())
     humaneval.canary()
     assert humaneval._canary_passed.is_set()
+
+
+def test_a_failing_original_scorer_leaves_accuracy_original_null(original_env, monkeypatch, tmp_path):
+    def broken(records):
+        raise PtbError("the HumanEval sandbox cannot run python")
+
+    monkeypatch.setattr(original, "score", broken)
+    fields = original.summarize("humaneval", _log(_sample("HumanEval/0", "", "", "I")), tmp_path)
+    assert fields["accuracy_original"] is None and "cannot run" in fields["accuracy_original_note"]

@@ -155,8 +155,8 @@ def _correct(value) -> float:
 
 def summarize(benchmark: str, log, out_dir: Path) -> dict:
     """metrics.json fields beside `accuracy`: `accuracy_original`, the scorers' versions, and items.jsonl (per
-    item: ours and the original's verdict). Without the pinned environment, `accuracy_original` is null and says
-    why; it is never installed from inside an evaluation."""
+    item: ours and the original's verdict). Without the pinned environment, or when it fails (e.g. the sandbox
+    canary), `accuracy_original` is null and says why; it is never installed from inside an evaluation."""
     fields: dict = {"scorer_versions": {"ours": our_versions()}}
     samples = [s for s in log.samples or [] if s.scores]
     ours = {s.id: _correct(next(iter(s.scores.values())).value) for s in samples}
@@ -167,10 +167,16 @@ def summarize(benchmark: str, log, out_dir: Path) -> dict:
         fields.update(accuracy_original=None, accuracy_original_note=(
             "original-scorer environment not installed: python -m posttrainbench.evaluation.original install"))
     else:
-        verdicts = score(record_of(benchmark, s) for s in samples)
-        original = {v.id: float(v.correct) for v in verdicts}
-        fields["accuracy_original"] = sum(original.values()) / len(original) if original else None
-        fields["scorer_versions"]["original"] = versions()
+        try:
+            verdicts = score(record_of(benchmark, s) for s in samples)
+            fields["scorer_versions"]["original"] = versions()
+        except PtbError as exc:
+            # our accuracy stands; the original's is missing, and says why, rather than partly counted
+            print(f"error: accuracy_original not computed: {exc}", file=sys.stderr)
+            fields.update(accuracy_original=None, accuracy_original_note=f"original scorer failed: {exc}")
+        else:
+            original = {v.id: float(v.correct) for v in verdicts}
+            fields["accuracy_original"] = sum(original.values()) / len(original) if original else None
     with (out_dir / "items.jsonl").open("w") as handle:
         for item, value in ours.items():
             handle.write(json.dumps({"id": item, "accuracy": value, "accuracy_original": original.get(item)}) + "\n")
