@@ -128,3 +128,8 @@ def test_a_failing_original_scorer_leaves_accuracy_original_null(original_env, m
     monkeypatch.setattr(original, "score", broken)
     fields = original.summarize("humaneval", _log(_sample("HumanEval/0", "", "", "I")), tmp_path)
     assert fields["accuracy_original"] is None and "cannot run" in fields["accuracy_original_note"]
+
+
+def test_graded_benchmarks_take_the_shared_verdicts_aggregated_the_original_way(tmp_path):
+    fields = original.summarize("healthbench", _log(), tmp_path, accuracy=0.42)
+    assert fields["accuracy_original"] == 0.42 and "aggregation" in fields["accuracy_original_note"]

@@ -202,7 +202,7 @@ def evaluate(
         raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times; see {out_dir}/logs")
 
     metrics = _metrics(log, module)
-    metrics.update(original.summarize(spec.id, log, out_dir))
+    metrics.update(original.summarize(spec.id, log, out_dir, metrics["accuracy"]))
     metrics.update(
         benchmark=spec.id,
         base_model=base.id,

@@ -153,17 +153,20 @@ def _correct(value) -> float:
     return 1.0 if value in ("C", 1, 1.0, True) else 0.0
 
 
-def summarize(benchmark: str, log, out_dir: Path) -> dict:
+def summarize(benchmark: str, log, out_dir: Path, accuracy: float | None = None) -> dict:
     """metrics.json fields beside `accuracy`: `accuracy_original`, the scorers' versions, and items.jsonl (per
     item: ours and the original's verdict). Without the pinned environment, or when it fails (e.g. the sandbox
     canary), `accuracy_original` is null and says why; it is never installed from inside an evaluation."""
     fields: dict = {"scorer_versions": {"ours": our_versions()}}
+    if benchmark not in BENCHMARKS:
+        # Arena-Hard and HealthBench aggregate the shared grader verdicts exactly as the original did.
+        fields.update(accuracy_original=accuracy, accuracy_original_note=(
+            "graded benchmark: the original's aggregation of the same grader verdicts"))
+        return fields
     samples = [s for s in log.samples or [] if s.scores]
     ours = {s.id: _correct(next(iter(s.scores.values())).value) for s in samples}
     original: dict = {}
-    if benchmark not in BENCHMARKS:
-        fields.update(accuracy_original=None, accuracy_original_note="graded benchmark: shares our grader verdicts")
-    elif not is_installed():
+    if not is_installed():
         fields.update(accuracy_original=None, accuracy_original_note=(
             "original-scorer environment not installed: python -m posttrainbench.evaluation.original install"))
     else:
