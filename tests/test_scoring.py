@@ -324,3 +324,12 @@ def test_original_scorer_uses_accuracy_original_and_says_so(tmp_path):
     assert "scorer: original" in text and "60.0" in text
     with pytest.raises(PtbError, match="unknown scorer"):
         leaderboard(store, scorer="theirs")
+
+    # the intervals resample the original's per-item verdicts
+    final = root / "r-ours" / "results" / "final"
+    final.mkdir(parents=True)
+    verdicts = [1.0] * 6 + [0.0] * 4
+    (final / "items.jsonl").write_text("".join(
+        json.dumps({"id": i, "accuracy": 1.0, "accuracy_original": v}) + "\n" for i, v in enumerate(verdicts)))
+    run = next(r for r in leaderboard(store, bootstrap=200, scorer="original").runs if r.id == "r-ours")
+    assert run.items == 10
