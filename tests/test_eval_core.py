@@ -317,3 +317,10 @@ def test_end_to_end_on_a_real_model(small_model, tmp_path, shared_data, bench_id
     assert metrics["backend"] == "hf" and metrics["attempts"][0]["status"] == "success"
     logs = list((tmp_path / "out" / "logs").glob("*.json"))
     assert len(logs) == 1 and json.loads(logs[0].read_text())["eval"]["task"] == bench_id
+    items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
+    assert len(items) == 3 and metrics["accuracy"] == pytest.approx(sum(i["accuracy"] for i in items) / 3)
+    from posttrainbench.evaluation import original
+
+    if original.is_installed():  # the original's verdicts on the same outputs, through the pinned environment
+        assert metrics["accuracy_original"] == pytest.approx(sum(i["accuracy_original"] for i in items) / 3)
+        assert metrics["scorer_versions"]["original"]["inspect_evals"] == "0.3.103"
