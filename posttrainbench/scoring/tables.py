@@ -87,8 +87,8 @@ def cell_table(lb: Leaderboard) -> Table:
 def run_table(lb: Leaderboard) -> Table:
     rows = [{
         "run": r.id, "kind": r.kind, "agent": r.agent, "model": r.model, "benchmark": r.benchmark, "seed": r.seed,
-        "budget_h": r.hours, "status": r.status, "score": pct(r.score), "score_source": r.source, "scorer": r.scorer, "flag": r.flag,
-        "counted": r.counted, "note": r.note, "time_used_pct": pct(r.time_used),
+        "budget_h": r.hours, "status": r.status, "score": pct(r.score), "score_source": r.source, "scorer": r.scorer,
+        "flag": r.flag, "counted": r.counted, "note": r.note, "time_used_pct": pct(r.time_used),
         "working_time_h": _hours(r.working_time_s), "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens, "cost_usd": _money(r.cost_usd), "items": r.items,
     } for r in lb.runs]

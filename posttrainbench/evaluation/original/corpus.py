@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from inspect_ai.dataset import Sample
-from inspect_ai.model import ChatMessageAssistant, ChatMessageUser, ModelName, ModelOutput
-from inspect_ai.model._model_output import ChatCompletionChoice
+from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, ChatMessageUser, ModelName, ModelOutput
 from inspect_ai.scorer import Target
 from inspect_ai.solver import TaskState
 from inspect_ai.tool import ToolCall
