@@ -42,7 +42,7 @@ def original_env():
     """The pinned environment, located (or in CI created) the way scripts/install-test-deps.sh makes it."""
     if not original.is_installed():
         if not os.environ.get("CI"):
-            pytest.skip("original-scorer environment missing: python -m posttrainbench.evaluation.original install")
+            pytest.skip("original-scorer environment missing: run `ptb original-scorer`")
         original.install()
     return original.python_path()
 
@@ -133,3 +133,12 @@ def test_a_failing_original_scorer_leaves_accuracy_original_null(original_env, m
 def test_graded_benchmarks_take_the_shared_verdicts_aggregated_the_original_way(tmp_path):
     fields = original.summarize("healthbench", _log(), tmp_path, accuracy=0.42)
     assert fields["accuracy_original"] == 0.42 and "aggregation" in fields["accuracy_original_note"]
+
+
+def test_cli_installs_and_names_the_versions(original_env):
+    from typer.testing import CliRunner
+
+    from posttrainbench.cli.main import app
+
+    result = CliRunner().invoke(app, ["original-scorer"])
+    assert result.exit_code == 0 and "inspect_evals 0.3.103" in result.output

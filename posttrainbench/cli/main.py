@@ -263,6 +263,16 @@ def agents_install(names: Annotated[list[str] | None, typer.Argument(help="claud
         out.print(f"{name} {installed}")
 
 
+@app.command("original-scorer")
+def original_scorer() -> None:
+    """Install the original's scorers (inspect-ai 0.3.150, inspect-evals 0.3.103, all pinned) into their own
+    environment under PTB_CACHE; evaluations then record accuracy_original beside accuracy."""
+    from posttrainbench.evaluation import original
+
+    out.print(str(original.install()))
+    out.print(", ".join(f"{name} {version}" for name, version in original.versions().items()))
+
+
 SCORER_HELP = ("ours (accuracy) or original (accuracy_original: the original's scorers, as the published rows "
                "were scored)")
 

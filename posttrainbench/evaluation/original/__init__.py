@@ -168,7 +168,7 @@ def summarize(benchmark: str, log, out_dir: Path, accuracy: float | None = None)
     original: dict = {}
     if not is_installed():
         fields.update(accuracy_original=None, accuracy_original_note=(
-            "original-scorer environment not installed: python -m posttrainbench.evaluation.original install"))
+            "original-scorer environment not installed: run `ptb original-scorer`"))
     else:
         try:
             verdicts = score(record_of(benchmark, s) for s in samples)
