@@ -17,6 +17,10 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[cpu,dev]"
 
+# The original's scorers (inspect-ai 0.3.150, inspect-evals 0.3.103, every package pinned) in their own venv
+# under PTB_CACHE, where evaluations and tests look for it (accuracy_original).
+PTB_CACHE="${PTB_TEST_CACHE:-$HOME/.cache/ptb-test}" python3 -m posttrainbench.evaluation.original install
+
 # mitmproxy 11.0.2 (the last for Python 3.11) pins h11 and cryptography below what httpx needs: own venv.
 command -v mitmdump >/dev/null || {
   python3 -m venv /opt/ptb-mitmproxy &&

@@ -226,6 +226,7 @@ def _fake_log(accuracy: float, n: int) -> SimpleNamespace:
     return SimpleNamespace(
         status="success",
         error=None,
+        samples=None,
         results=SimpleNamespace(
             scores=[SimpleNamespace(metrics={"accuracy": metric(value=accuracy), "stderr": metric(value=0.1)})],
             completed_samples=n,
@@ -256,6 +257,7 @@ def test_failed_generation_falls_back_to_fewer_tokens(small_model, tmp_path, mon
     assert metrics["generation"]["max_tokens"] == 3000
     assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == metrics
     assert (metrics["accuracy"], metrics["n_samples"], metrics["output_tokens"]) == (0.5, 3, 7)
+    assert "accuracy_original" in metrics and metrics["scorer_versions"]["ours"]["inspect_ai"]
 
 
 def test_all_attempts_failing_is_an_error(small_model, tmp_path, monkeypatch, shared_data):
@@ -315,3 +317,10 @@ def test_end_to_end_on_a_real_model(small_model, tmp_path, shared_data, bench_id
     assert metrics["backend"] == "hf" and metrics["attempts"][0]["status"] == "success"
     logs = list((tmp_path / "out" / "logs").glob("*.json"))
     assert len(logs) == 1 and json.loads(logs[0].read_text())["eval"]["task"] == bench_id
+    items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
+    assert len(items) == 3 and metrics["accuracy"] == pytest.approx(sum(i["accuracy"] for i in items) / 3)
+    from posttrainbench.evaluation import original
+
+    if original.is_installed():  # the original's verdicts on the same outputs, through the pinned environment
+        assert metrics["accuracy_original"] == pytest.approx(sum(i["accuracy_original"] for i in items) / 3)
+        assert metrics["scorer_versions"]["original"]["inspect_evals"] == "0.3.103"

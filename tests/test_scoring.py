@@ -302,3 +302,34 @@ def test_bootstrap_over_items(tmp_path, inspect_log):
     assert 0.08 < lo < 1 / 3 < hi < 0.6
     assert hi - lo > 0.2
     assert entry.benchmarks["gsm8k"].value is None
+
+
+def test_original_scorer_uses_accuracy_original_and_says_so(tmp_path):
+    store = Store(tmp_path / "ptb.sqlite")
+    root = tmp_path / "runs"
+    _add(store, root, "r-ours", bench="gsm8k", score=0.9)
+    store.put_metrics("r-ours", "final", {"accuracy": 0.9, "accuracy_original": 0.6})
+    _add(store, root, "r-old", bench="aime2025", score=0.4)  # evaluated before accuracy_original existed
+    ours = {r.id: r for r in leaderboard(store, bootstrap=0).runs}
+    assert (ours["r-ours"].score, ours["r-ours"].scorer) == (0.9, "ours")
+    lb = leaderboard(store, bootstrap=0, scorer="original")
+    runs = {r.id: r for r in lb.runs}
+    assert (runs["r-ours"].score, runs["r-ours"].scorer, runs["r-ours"].source) == (0.6, "original", "final")
+    assert runs["r-old"].score is None and "accuracy_original" in runs["r-old"].note
+    assert lb.scorer == "original" and "original's scorers" in lb.notes[0]
+    console = Console(record=True, width=250)
+    console.print(scores_table(store, by="agent", bootstrap=0, scorer="original"))
+    console.print(scores_table(store, by="run", bootstrap=0, scorer="original"))
+    text = console.export_text()
+    assert "scorer: original" in text and "60.0" in text
+    with pytest.raises(PtbError, match="unknown scorer"):
+        leaderboard(store, scorer="theirs")
+
+    # the intervals resample the original's per-item verdicts
+    final = root / "r-ours" / "results" / "final"
+    final.mkdir(parents=True)
+    verdicts = [1.0] * 6 + [0.0] * 4
+    (final / "items.jsonl").write_text("".join(
+        json.dumps({"id": i, "accuracy": 1.0, "accuracy_original": v}) + "\n" for i, v in enumerate(verdicts)))
+    run = next(r for r in leaderboard(store, bootstrap=200, scorer="original").runs if r.id == "r-ours")
+    assert run.items == 10

@@ -329,10 +329,25 @@ def agents_install(names: Annotated[list[str] | None, typer.Argument(help="claud
         out.print(f"{name} {installed}")
 
 
+@app.command("original-scorer")
+def original_scorer() -> None:
+    """Install the original's scorers (inspect-ai 0.3.150, inspect-evals 0.3.103, all pinned) into their own
+    environment under PTB_CACHE; evaluations then record accuracy_original beside accuracy."""
+    from posttrainbench.evaluation import original
+
+    out.print(str(original.install()))
+    out.print(", ".join(f"{name} {version}" for name, version in original.versions().items()))
+
+
+SCORER_HELP = ("ours (accuracy) or original (accuracy_original: the original's scorers, as the published rows "
+               "were scored)")
+
+
 @app.command()
 def scores(
     by: Annotated[str, typer.Option(help="agent, benchmark, model or run")] = "agent",
     published: Annotated[bool, typer.Option(help="first store the published base/instruct baselines")] = False,
+    scorer: Annotated[str, typer.Option(help=SCORER_HELP)] = "ours",
 ) -> None:
     """Leaderboard numbers: weighted averages, gap-normalised scores, mean ± std over seeds, time and cost."""
     from posttrainbench.scoring import import_published_baselines, scores_table
@@ -340,7 +355,7 @@ def scores(
     store = _store()
     if published:
         import_published_baselines(store)
-    out.print(scores_table(store, by=by))
+    out.print(scores_table(store, by=by, scorer=scorer))
 
 
 @app.command()
@@ -416,13 +431,14 @@ def baseline(
 def report(
     out_dir: Annotated[Path, typer.Option(help="folder for the static site")] = Path("ptb-report"),
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+    scorer: Annotated[str, typer.Option(help=SCORER_HELP)] = "ours",
 ) -> None:
     """Build the static HTML leaderboard with charts, per-run pages and CSV/JSON exports."""
     import webbrowser
 
     from posttrainbench.report import build_report
 
-    index = build_report(_store(), out_dir)
+    index = build_report(_store(), out_dir, scorer=scorer)
     out.print(str(index))
     if open_:
         webbrowser.open(index.resolve().as_uri())

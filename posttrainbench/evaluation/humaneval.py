@@ -37,6 +37,7 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
 from inspect_ai.solver import TaskState, generate
 
+from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import fewshot, humaneval_rpc
 from posttrainbench.evaluation.base import EvalContext
 from posttrainbench.evaluation.data import read_jsonl
@@ -242,6 +243,33 @@ def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
     return Verdict(False, "\n".join(tail) or f"test process exited with status {checker.returncode}")
 
 
+_canary_passed = threading.Event()
+
+
+def canary() -> None:
+    """Prove, once per process, that the sandboxed interpreter runs at all (`print(1+1)` through _spawn).
+
+    Without it an interpreter the sandbox hides (e.g. a Python environment under /tmp, which the sandbox replaces
+    by an empty tmpfs) fails every sample, and an infrastructure failure reads as a model scoring 0.
+    """
+    if _canary_passed.is_set():
+        return
+    process = _spawn((), subprocess.PIPE, subprocess.PIPE)
+    try:
+        out, err = process.communicate(b"print(1+1)\n", timeout=120)
+    except subprocess.TimeoutExpired:
+        out, err = b"", b"timed out after 120 s"
+    finally:
+        _kill(process)
+    if process.returncode != 0 or out.decode(errors="replace").strip() != "2":
+        detail = (err.decode(errors="replace").strip().splitlines() or [f"exit status {process.returncode}"])[-1]
+        raise PtbError(
+            f"the HumanEval sandbox cannot run {sys.executable} ({detail}); nothing was scored. The interpreter "
+            "must be visible inside the sandbox (not under /tmp)"
+        )
+    _canary_passed.set()
+
+
 _slots = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2)))
 
 
@@ -255,6 +283,8 @@ def _run_limited(prompt: str, code: str, test: str, entry_point: str) -> Verdict
 
 @scorer(metrics=[accuracy(), stderr()])
 def verify() -> Scorer:
+    canary()
+
     async def score(state: TaskState, target: Target) -> Score:
         meta = state.metadata
         code = find_code(state.output.completion, meta["entry_point"])

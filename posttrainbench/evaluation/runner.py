@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from posttrainbench.errors import PtbError
-from posttrainbench.evaluation import data, fewshot
+from posttrainbench.evaluation import data, fewshot, original
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
@@ -202,6 +202,7 @@ def evaluate(
         raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times; see {out_dir}/logs")
 
     metrics = _metrics(log, module)
+    metrics.update(original.summarize(spec.id, log, out_dir, metrics["accuracy"]))
     metrics.update(
         benchmark=spec.id,
         base_model=base.id,

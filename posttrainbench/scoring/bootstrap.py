@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from posttrainbench.scoring.grid import Grid
-from posttrainbench.scoring.items import item_scores
+from posttrainbench.scoring.items import item_scores, original_item_scores
 from posttrainbench.scoring.schema import Cell, RunScore
 
 
@@ -41,7 +41,8 @@ def intervals(cells: list[Cell], runs: dict[str, RunScore], grid: Grid, n: int, 
 
 
 def _run_replicates(rs: RunScore, n: int, rng: np.random.Generator) -> np.ndarray:
-    items = item_scores(Path(rs.run_dir), rs.source) if rs.run_dir and rs.source in ("final", "base") else None
+    read = item_scores if rs.scorer == "ours" else original_item_scores
+    items = read(Path(rs.run_dir), rs.source) if rs.run_dir and rs.source in ("final", "base") else None
     if items is None or len(items) == 0:
         return np.full(n, rs.score)
     rs.items = len(items)

@@ -42,6 +42,19 @@ def item_scores(run_dir: Path, label: str) -> np.ndarray | None:
     return None if scores is None else np.array(scores, dtype=float)
 
 
+def original_item_scores(run_dir: Path, label: str) -> np.ndarray | None:
+    """The original's scorer's verdict per item (results/<label>/items.jsonl, written beside metrics.json), or
+    None when the file is missing, unreadable or an item has no verdict."""
+    path = RunLayout(Path(run_dir)).results(label) / "items.jsonl"
+    try:
+        values = [json.loads(line)["accuracy_original"] for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return None
+    return np.array(values, dtype=float)
+
+
 def _read(log: Path) -> list[float] | None:
     # imported only when a log exists: inspect_ai takes seconds to import
     from inspect_ai.log import read_eval_log_sample_summaries

@@ -18,6 +18,7 @@ from posttrainbench.scoring.published import catalog_id, published_weights
 from posttrainbench.scoring.schema import Cell, Entry, Leaderboard, RunScore, Stat
 from posttrainbench.scoring.usage import run_usage
 from posttrainbench.scoring.weights import weights_from_baselines
+from posttrainbench.errors import PtbError
 from posttrainbench.store import RunRow, Store
 
 BASELINE_LABELS = {
@@ -28,17 +29,22 @@ BASELINE_LABELS = {
 }
 REFERENCE_ROLES = {"base": "base-zeroshot", "instruct": "instruct"}
 FALLBACK_SOURCE = "base-zeroshot baseline"
+SCORERS = ("ours", "original")
 
 
 def leaderboard(store: Store, *, models: Iterable[str] | None = None, benchmarks: Iterable[str] | None = None,
-                hours: float | None = None, bootstrap: int = 1000, seed: int = 0) -> Leaderboard:
+                hours: float | None = None, bootstrap: int = 1000, seed: int = 0, scorer: str = "ours"
+                ) -> Leaderboard:
     """Aggregate every run in the store. `models`/`benchmarks` fix the grid (default: the models agents ran on,
     the seven published benchmarks plus any other one run); `hours` keeps agent runs of that budget only;
-    `bootstrap` replicates for the intervals (0 = none)."""
+    `bootstrap` replicates for the intervals (0 = none); `scorer` picks our runs' `accuracy` ("ours") or
+    `accuracy_original` ("original"). Published numbers are the original's scorer's either way."""
+    if scorer not in SCORERS:
+        raise PtbError(f"unknown scorer '{scorer}'; valid: {', '.join(SCORERS)}")
     rows = [r for r in _runs_in_insertion_order(store)
             if not (hours is not None and r.kind == "agent" and r.hours != hours)]
-    scored = [(r, _run_score(store, r)) for r in rows]
-    notes: list[str] = []
+    scored = [(r, _run_score(store, r, scorer)) for r in rows]
+    notes: list[str] = [_scorer_note(scorer, rows)]
 
     all_refs = _references(scored)
     for _, rs in scored:
@@ -75,7 +81,18 @@ def leaderboard(store: Store, *, models: Iterable[str] | None = None, benchmarks
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"), store=str(store.path),
         models=grid.models, benchmarks=grid.benchmarks, weights=grid.weights, weights_own=grid.weights_own,
         references=refs, bootstrap=bootstrap, entries=entries, runs=[rs for _, rs in scored], notes=notes,
+        scorer=scorer,
     )
+
+
+def _scorer_note(scorer: str, rows: list[RunRow]) -> str:
+    measured = ("our scorers (`accuracy`)" if scorer == "ours"
+                else "the original's scorers (`accuracy_original`, inspect_evals 0.3.103 on inspect-ai 0.3.150)")
+    note = f"Measured runs are scored by {measured}."
+    if any(_published(r) for r in rows):
+        note += " Published rows were scored by the original's scorers" + (
+            "; compare them with `--scorer original`." if scorer == "ours" else ".")
+    return note
 
 
 def _runs_in_insertion_order(store: Store) -> list[RunRow]:
@@ -107,10 +124,11 @@ def _key(row: RunRow) -> str:
     return f"agent:{row.agent}" + (f":{effort}" if effort else "") + f"@{row.hours:g}h"
 
 
-def _run_score(store: Store, row: RunRow) -> RunScore:
+def _run_score(store: Store, row: RunRow, scorer: str = "ours") -> RunScore:
     rs = RunScore(id=row.id, entry=_key(row), kind=row.kind, agent=row.agent, model=_model_of(row),
                   benchmark=row.benchmark, seed=row.seed, hours=row.hours, status=row.status, flag=row.flag,
-                  time_used_s=row.time_used_s, run_dir=None if _published(row) else row.run_dir)
+                  time_used_s=row.time_used_s, run_dir=None if _published(row) else row.run_dir,
+                  scorer="original" if _published(row) else scorer)
     if row.kind == "agent" and row.time_used_s is not None and row.hours > 0:
         rs.time_used = row.time_used_s / (row.hours * 3600)
     if rs.run_dir and Path(rs.run_dir).is_dir():
@@ -121,6 +139,8 @@ def _run_score(store: Store, row: RunRow) -> RunScore:
         rs.note = f"{row.status}: {row.error}" if row.error else row.status
         return rs
     metrics = store.metrics(row.id)
+    if rs.scorer == "original" and not _published(row):
+        return _original_score(rs, row, metrics)
     if row.flag:
         base = metrics.get("base", {}).get("accuracy")
         if base is None and row.score_source == "base":
@@ -134,6 +154,17 @@ def _run_score(store: Store, row: RunRow) -> RunScore:
         rs.score, rs.source = metrics["final"]["accuracy"], "final"
     else:
         rs.note = "finished without a score"
+    return rs
+
+
+def _original_score(rs: RunScore, row: RunRow, metrics: dict[str, dict[str, float]]) -> RunScore:
+    """A measured run under the original's scorer: `accuracy_original` of the evaluation its score came from."""
+    source = "base" if row.flag else (row.score_source if row.score_source in ("base", "final") else "final")
+    value = metrics.get(source, {}).get("accuracy_original")
+    if value is None:
+        rs.note = "no accuracy_original (a graded benchmark, or evaluated without the original-scorer environment)"
+    else:
+        rs.score, rs.source = value, source
     return rs
 
 

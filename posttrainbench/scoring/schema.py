@@ -33,6 +33,7 @@ class RunScore(BaseModel):
     cost_usd: float | None = None
     items: int | None = None  # number of per-item scores found for the bootstrap
     run_dir: str | None = None  # None for published numbers
+    scorer: str = "ours"  # "ours" (accuracy) or "original" (accuracy_original; always for published numbers)
 
 
 class Cell(BaseModel):
@@ -91,6 +92,7 @@ class Leaderboard(BaseModel):
     entries: list[Entry]
     runs: list[RunScore]
     notes: list[str] = []
+    scorer: str = "ours"  # which scorer measured runs' numbers use (see RunScore.scorer)
 
     def entry(self, key: str) -> Entry:
         for entry in self.entries:

@@ -87,13 +87,13 @@ def cell_table(lb: Leaderboard) -> Table:
 def run_table(lb: Leaderboard) -> Table:
     rows = [{
         "run": r.id, "kind": r.kind, "agent": r.agent, "model": r.model, "benchmark": r.benchmark, "seed": r.seed,
-        "budget_h": r.hours, "status": r.status, "score": pct(r.score), "score_source": r.source, "flag": r.flag,
-        "counted": r.counted, "note": r.note, "time_used_pct": pct(r.time_used),
+        "budget_h": r.hours, "status": r.status, "score": pct(r.score), "score_source": r.source, "scorer": r.scorer,
+        "flag": r.flag, "counted": r.counted, "note": r.note, "time_used_pct": pct(r.time_used),
         "working_time_h": _hours(r.working_time_s), "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens, "cost_usd": _money(r.cost_usd), "items": r.items,
     } for r in lb.runs]
     columns = ["run", "kind", "agent", "model", "benchmark", "seed", "budget_h", "status", "score", "score_source",
-               "flag", "counted", "note", "time_used_pct", "working_time_h", "input_tokens", "output_tokens",
+               "scorer", "flag", "counted", "note", "time_used_pct", "working_time_h", "input_tokens", "output_tokens",
                "cost_usd", "items"]
     return Table("runs", "Runs", columns, rows)
 
@@ -160,7 +160,7 @@ def scores_table(store: Store, by: str = "agent", **options) -> RichTable:
     lb = leaderboard(store, **options)
     if by == "run":
         return _rich(run_table(lb), ["run", "agent", "model", "benchmark", "seed", "status", "score",
-                                     "score_source", "flag", "time_used_pct", "cost_usd", "note"])
+                                     "score_source", "scorer", "flag", "time_used_pct", "cost_usd", "note"])
     table = RichTable(title=_title(by), caption=_caption(lb))
     table.add_column("#", justify="right")
     table.add_column("agent")
@@ -198,7 +198,8 @@ def _title(by: str) -> str:
 
 
 def _caption(lb: Leaderboard) -> str:
-    return ("± = sample std over seeds; * = over an incomplete table; — = missing; "
+    return (f"scorer: {lb.scorer} (published rows: original); "
+            "± = sample std over seeds; * = over an incomplete table; — = missing; "
             f"models: {', '.join(lb.models) or MISSING}")
 
 
