@@ -622,6 +622,37 @@ def _unescape(match: re.Match) -> str:
     return match.group(0) if code < 0x80 or 0xD800 <= code < 0xE000 else chr(code)
 
 
+def _folded(data: bytes) -> bytes:
+    """The piece with its Unicode folded (`fold`) and, where JSON escapes hide characters that folding changes,
+    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text."""
+    escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\u" in data else []
+    if not escapes and data.isascii():
+        return data
+    b = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(b == 10)
+    starts = np.concatenate(([0], ends + 1))
+    ends = np.concatenate((ends, [len(b)]))
+    marked = np.zeros(len(starts), bool)
+    marked[np.searchsorted(ends, np.flatnonzero(b >= 0x80))] = True
+    escaped = np.zeros(len(starts), bool)
+    escaped[np.searchsorted(ends, np.array(escapes, np.int64))] = True
+    out, last, changed = [], 0, False
+    for number in np.flatnonzero(marked | escaped):
+        start, end = int(starts[number]), int(ends[number])
+        text = data[start:end].decode("utf-8", "replace")
+        if escaped[number]:
+            text = _UNICODE_ESCAPE.sub(_unescape, text)
+        folded = fold(text)
+        if folded is text and not escaped[number]:
+            continue
+        out += [data[last:start], folded.encode("utf-8", "replace")]
+        last, changed = end, True
+    if not changed:
+        return data
+    out.append(data[last:])
+    return b"".join(out)
+
+
 _BASE64 = np.zeros(256, bool)
 _BASE64[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")] = True
 _HEX = np.zeros(256, bool)
@@ -631,21 +662,24 @@ _ID_LIST = re.compile(rb"\[\s*\d{1,7}(?:\s*,\s*\d{1,7}){15,}\s*\]")
 
 def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Iterator[Piece]:
     """A text piece as the matcher should see it, then whatever is encoded inside it."""
-    escaped = b"\\u" in data and _SUSPECT_ESCAPE.search(data) is not None
-    if escaped or not data.isascii():
-        text = data.decode("utf-8", "replace")
-        text = _UNICODE_ESCAPE.sub(_unescape, text) if escaped else text
-        folded = fold(text)
-        if folded is not text or escaped:
-            data = folded.encode("utf-8", "replace")
-            via = _join(via, "unicode folded")
+    folded = _folded(data)
+    if folded is not data:
+        data, via = folded, _join(via, "unicode folded")
     yield Piece(data, "line", line, via)
     if depth >= MAX_DEPTH:
         return
+    # Decoded runs of plain text are scanned together (one layer for all of them); other formats one by one.
+    texts: dict[str, list[bytes]] = {}
     for kind, run in _encoded_runs(data):
         decoded = _decode_run(kind, run)
-        if decoded is not None and _worth_decoding(decoded):
+        if decoded is None or not _worth_decoding(decoded):
+            continue
+        if _is_plain(decoded):
+            texts.setdefault(kind, []).append(decoded)
+        else:
             yield from _member(decoded, ctx, depth, _join(via, kind), "")
+    for kind, runs in texts.items():
+        yield from _member(b"\n".join(runs), ctx, depth, _join(via, kind), "")
     if ctx.detokenizer is not None and b"[" in data:
         rows = [[int(v) for v in re.findall(rb"\d+", m.group(0))] for m in _ID_LIST.finditer(data)]
         decoded = ctx.detokenizer.decode_rows(rows) if rows else None
@@ -656,23 +690,19 @@ def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Itera
 
 def _encoded_runs(data: bytes) -> Iterator[tuple[str, bytes]]:
     """Runs of at least MIN_RUN base64 (or hex) characters. Such a run covers a whole aligned block of MIN_RUN / 2
-    bytes, so only the few blocks made entirely of such characters are looked at closely."""
+    bytes, so text without such a block (most text) is passed over after one look at its blocks."""
     block = MIN_RUN // 2
     b = np.frombuffer(data, np.uint8)
+    inside = _BASE64[b]
     full = len(b) // block * block
-    candidates = np.flatnonzero(_BASE64[b[:full]].reshape(-1, block).all(axis=1))
-    end = -1
-    for first in candidates * block:
-        if first < end:
-            continue
-        start, end = first, first + block
-        while start > 0 and _BASE64[b[start - 1]]:
-            start -= 1
-        while end < len(b) and _BASE64[b[end]]:
-            end += 1
-        if end - start >= MIN_RUN:
-            run = data[start:end]
-            yield ("hex" if _HEX[np.frombuffer(run, np.uint8)].all() else "base64"), run
+    if not inside[:full].reshape(-1, block).all(axis=1).any():
+        return
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], inside, [False])).view(np.int8)))
+    starts, ends = edges[::2], edges[1::2]
+    long = (ends - starts) >= MIN_RUN
+    for start, end in zip(starts[long].tolist(), ends[long].tolist()):
+        run = data[start:end]
+        yield ("hex" if _HEX[b[start:end]].all() else "base64"), run
 
 
 def _decode_run(kind: str, run: bytes) -> bytes | None:
@@ -693,16 +723,30 @@ def _decode_run(kind: str, run: bytes) -> bytes | None:
         return None
 
 
+def _is_plain(data: bytes) -> bool:
+    head = data[:8192]
+    return not (head.startswith(_ZIP) or any(head.startswith(m) for m in _STREAMS) or _is_pickle(head)
+                or head.lstrip().startswith(b"{") or _wide_encoding(head) is not None)
+
+
+_LETTER = np.zeros(256, bool)
+_LETTER[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
+_LETTER[0x80:] = True  # bytes of non-ASCII characters
+_TEXT_BYTE = _LETTER.copy()
+_TEXT_BYTE[0x20:0x7F] = True
+_TEXT_BYTE[list(b"\t\n\r")] = True
+
+
 def _worth_decoding(data: bytes) -> bool:
     """Text, or a format decode() reads; not the random bytes of hashes and keys."""
     head = data[:8192]
     if head.startswith(_ZIP) or any(head.startswith(m) for m in _STREAMS) or _is_pickle(head):
         return True
+    b = np.frombuffer(head, np.uint8)
+    if len(b) < 16 or _TEXT_BYTE[b].mean() < 0.97 or _LETTER[b].mean() < 0.3:
+        return False
     try:
-        text = head.decode("utf-8")
+        head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:
-            return False
-        text = head[: exc.start].decode("utf-8")
-    printable = sum(c.isprintable() or c in "\n\r\t" for c in text)
-    return len(text) >= 16 and printable >= 0.95 * len(text) and sum(c.isalpha() for c in text) >= 0.3 * len(text)
+        return exc.start >= len(head) - 4  # a character cut at the end of the head
+    return True
