@@ -44,6 +44,7 @@ BLOB_CAP = 256 << 20  # bytes of one decoded layer held in memory
 FILE_CAP = 4 << 30  # decoded bytes of one file on disk, all layers together
 MAX_MEMBERS = 50_000
 MAX_JSON_LOG = 512 << 20
+PICKLE_CAP = 64 << 20  # pickles are parsed opcode by opcode in Python: about 10 s for this much
 SQLITE_STEPS = 50_000_000  # VM steps per database (a crafted schema must not spin)
 MIN_RUN = 48  # characters of a base64 or hex run worth decoding
 
@@ -151,7 +152,7 @@ def decode(handle: BinaryIO, size: int, ctx: Context, depth: int = 0, via: str =
     elif head.startswith(_NPY):
         yield from _npy(handle, ctx, depth, via)
     elif _is_pickle(head):
-        yield from _pickle(_read(handle, ctx, "pickle"), ctx, depth, via)
+        yield from _pickle(_read(handle, ctx, "pickle", PICKLE_CAP), ctx, depth, via)
     elif _is_safetensors(head, size):
         yield from _safetensors(handle, size, ctx, depth, via)
     elif (encoding := _wide_encoding(head)) is not None:
@@ -165,11 +166,11 @@ def decode(handle: BinaryIO, size: int, ctx: Context, depth: int = 0, via: str =
         yield from _json_log_or_text(handle, head, size, ctx, depth, via)
 
 
-def _read(handle: BinaryIO, ctx: Context, what: str) -> bytes:
-    data = handle.read(BLOB_CAP + 1)
-    if len(data) > BLOB_CAP:
-        ctx._note(f"{what} larger than {BLOB_CAP >> 20} MB: only its start decoded")
-        data = data[:BLOB_CAP]
+def _read(handle: BinaryIO, ctx: Context, what: str, cap: int = BLOB_CAP) -> bytes:
+    data = handle.read(cap + 1)
+    if len(data) > cap:
+        ctx._note(f"{what} larger than {cap >> 20} MB: only its start decoded")
+        data = data[:cap]
     return data
 
 
@@ -196,11 +197,16 @@ def _zip(handle: BinaryIO, ctx: Context, depth: int, via: str) -> Iterator[Piece
         inspect_eval = any(i.filename == "header.json" for i in infos)
         for info in infos[:MAX_MEMBERS]:
             step = _join(via, f"zip {info.filename}")
-            with archive.open(info) as member:
-                if _STORAGE.search(info.filename):  # torch's raw tensor storages: read in chunks
-                    yield from _raw_ids(member, ctx, step, info.filename)
-                    continue
-                data = _read(member, ctx, info.filename)
+            try:
+                with archive.open(info) as member:
+                    if _STORAGE.search(info.filename):  # torch's raw tensor storages: read in chunks
+                        yield from _raw_ids(member, ctx, step, info.filename)
+                        continue
+                    data = _read(member, ctx, info.filename)
+            except (RuntimeError, OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+                # An encrypted, corrupt or unsupported member: noted, and the other members are still read.
+                ctx._note(f"{step}: not readable: {type(exc).__name__}: {exc}"[:300])
+                continue
             if inspect_eval and info.filename.startswith("samples/"):
                 sample = _json_or_none(data)
                 if _is_sample(sample):
