@@ -13,7 +13,9 @@ more than the bound.
 
 An inspect-ai evaluation log (the JSON that evaluate.py writes, or a .eval archive) is recognised by its structure:
 its samples, where test items appear as inputs and targets next to the model's output, are given the kind
-`evaluation`; the rest of the log is ordinary text.
+`evaluation`; the rest of the log is ordinary text. Likewise an agent CLI's session transcript (JSON lines with a
+session id, or typed messages): the outputs of its tool calls (what the agent read) are given the kind
+`transcript`; its own messages and tool inputs (what it wrote) are ordinary text.
 """
 
 import bz2
@@ -560,8 +562,54 @@ def _inspect_log(log) -> bool:
             and all(_is_sample(s) for s in log["samples"]))
 
 
+# What an agent CLI's session transcript (Claude Code, Codex, ...) calls the output of a tool call: the files and
+# command output the agent read. Reading test items is allowed; writing them is not (tool inputs stay ordinary text).
+_TOOL_OUTPUTS = {"tool_result", "function_call_output", "custom_tool_call_output"}
+
+
+def _is_transcript_line(record) -> bool:
+    return isinstance(record, dict) and (
+        "sessionId" in record or "session_id" in record
+        or ("type" in record and ("message" in record or "payload" in record)))
+
+
+def _split_transcript(value, outputs: list[str], rest: list[str], reading: bool = False) -> None:
+    """Strings of a transcript record, sorted into tool outputs and everything else."""
+    if isinstance(value, dict):
+        reading = reading or value.get("type") in _TOOL_OUTPUTS
+        for key, item in value.items():
+            _split_transcript(item, outputs, rest, reading or key == "toolUseResult")
+    elif isinstance(value, list):
+        for item in value:
+            _split_transcript(item, outputs, rest, reading)
+    elif isinstance(value, str):
+        (outputs if reading else rest).append(value.replace("\n", " "))
+
+
+def _transcript(data: bytes, via: str) -> Iterator[Piece] | None:
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    records = [_json_or_none(line) for line in lines]
+    if not records or sum(_is_transcript_line(r) for r in records) < 0.9 * len(records):
+        return None
+    outputs: list[str] = []
+    rest: list[str] = []
+    for record in records:
+        _split_transcript(record, outputs, rest)
+    return iter([Piece("\n".join(rest).encode(), "line", 1, via),
+                 Piece("\n".join(outputs).encode(), "line", 1, _join(via, "tool output"), "transcript")])
+
+
 def _json_log_or_text(handle: BinaryIO, head: bytes, size: int, ctx: Context, depth: int,
                       via: str) -> Iterator[Piece]:
+    first = head.split(b"\n", 1)[0]
+    if first.lstrip().startswith(b"{") and size <= MAX_JSON_LOG and _is_transcript_line(_json_or_none(first)):
+        data = handle.read()
+        pieces = _transcript(data, via)
+        if pieces is not None:
+            ctx.formats.add("agent transcript")
+            yield from pieces
+            return
+        handle = io.BytesIO(data)
     if head.lstrip().startswith(b"{") and b'"eval"' in head and size <= MAX_JSON_LOG:
         data = handle.read()
         log = _json_or_none(data)
@@ -640,16 +688,16 @@ def _folded(data: bytes) -> bytes:
     ends = np.concatenate((ends, [len(b)]))
     marked = np.zeros(len(starts), bool)
     marked[np.searchsorted(ends, np.flatnonzero(b >= 0x80))] = True
-    escaped = np.zeros(len(starts), bool)
-    escaped[np.searchsorted(ends, np.array(escapes, np.int64))] = True
+    escaped_lines = np.zeros(len(starts), bool)
+    escaped_lines[np.searchsorted(ends, np.array(escapes, np.int64))] = True
     out, last, changed = [], 0, False
-    for number in np.flatnonzero(marked | escaped):
-        start, end = int(starts[number]), int(ends[number])
+    for number in np.flatnonzero(marked | escaped_lines).tolist():
+        start, end, escaped = int(starts[number]), int(ends[number]), bool(escaped_lines[number])
         text = data[start:end].decode("utf-8", "replace")
-        if escaped[number]:
+        if escaped:
             text = _UNICODE_ESCAPE.sub(_unescape, text)
         folded = fold(text)
-        if folded is text and not escaped[number]:
+        if folded is text and not escaped:
             continue
         out += [data[last:start], folded.encode("utf-8", "replace")]
         last, changed = end, True
@@ -661,6 +709,8 @@ def _folded(data: bytes) -> bytes:
 
 _BASE64 = np.zeros(256, bool)
 _BASE64[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")] = True
+_SCREEN = bytes(1 if c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" else 0 for c in range(256))
+_INSIDE = bytes(int(v) for v in _BASE64)
 _HEX = np.zeros(256, bool)
 _HEX[list(b"0123456789abcdefABCDEF")] = True
 _ID_LIST = re.compile(rb"\[\s*\d{1,7}(?:\s*,\s*\d{1,7}){15,}\s*\]")
@@ -698,11 +748,14 @@ def _encoded_runs(data: bytes) -> Iterator[tuple[str, bytes]]:
     """Runs of at least MIN_RUN base64 (or hex) characters. Such a run covers a whole aligned block of MIN_RUN / 2
     bytes, so text without such a block (most text) is passed over after one look at its blocks."""
     block = MIN_RUN // 2
-    b = np.frombuffer(data, np.uint8)
-    inside = _BASE64[b]
-    full = len(b) // block * block
-    if not inside[:full].reshape(-1, block).all(axis=1).any():
+    # The screen uses the standard alphabet only: snake_case names are not base64, and a URL-safe run this long
+    # nearly always has a block without '-' or '_'. bytes.translate is the fastest byte-class map there is.
+    screen = np.frombuffer(data.translate(_SCREEN), bool)
+    full = len(screen) // block * block
+    if not screen[:full].reshape(-1, block).all(axis=1).any():
         return
+    b = np.frombuffer(data, np.uint8)
+    inside = np.frombuffer(data.translate(_INSIDE), bool)
     edges = np.flatnonzero(np.diff(np.concatenate(([False], inside, [False])).view(np.int8)))
     starts, ends = edges[::2], edges[1::2]
     long = (ends - starts) >= MIN_RUN
