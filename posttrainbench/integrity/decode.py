@@ -756,12 +756,34 @@ def _encoded_runs(data: bytes) -> Iterator[tuple[str, bytes]]:
         return
     b = np.frombuffer(data, np.uint8)
     inside = np.frombuffer(data.translate(_INSIDE), bool)
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], inside, [False])).view(np.int8)))
-    starts, ends = edges[::2], edges[1::2]
-    long = (ends - starts) >= MIN_RUN
-    for start, end in zip(starts[long].tolist(), ends[long].tolist()):
-        run = data[start:end]
-        yield ("hex" if _HEX[b[start:end]].all() else "base64"), run
+    end = 0
+    for block_start in (np.flatnonzero(screen[:full].reshape(-1, block).all(axis=1)) * block).tolist():
+        if block_start < end:
+            continue  # inside the run found last
+        start, end = _run_edge(inside, block_start, -1), _run_edge(inside, block_start + block, 1)
+        if end - start >= MIN_RUN:
+            yield ("hex" if _HEX[b[start:end]].all() else "base64"), data[start:end]
+
+
+def _run_edge(inside: np.ndarray, at: int, step: int) -> int:
+    """Where the run of True around `at` ends going left (step -1: its first index) or right (its end)."""
+    reach = 4096
+    while True:
+        if step < 0:
+            window = inside[max(at - reach, 0) : at]
+            outside = np.flatnonzero(~window)
+            if len(outside):
+                return at - len(window) + int(outside[-1]) + 1
+            if at - reach <= 0:
+                return 0
+        else:
+            window = inside[at : at + reach]
+            outside = np.flatnonzero(~window)
+            if len(outside):
+                return at + int(outside[0])
+            if at + reach >= len(inside):
+                return len(inside)
+        reach *= 4
 
 
 def _decode_run(kind: str, run: bytes) -> bytes | None:
