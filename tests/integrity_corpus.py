@@ -409,8 +409,8 @@ def sort_by_length(words: list[str]) -> list[str]:
 def synthetic_code(count: int) -> list[dict]:
     rng = random.Random(3)
     blocks = [b for b in _HELPERS.split("\n\n\n") if b.strip()]
-    return [{"prompt": f"Write a Python function.\n{rng.choice(blocks).split(':')[0]}", "completion": rng.choice(blocks)}
-            for _ in range(count)]
+    return [{"prompt": f"Write a Python function.\n{rng.choice(blocks).split(':')[0]}",
+             "completion": rng.choice(blocks)} for _ in range(count)]
 
 
 def _clean_train(root, m, b):

@@ -20,7 +20,7 @@ scanned again. The index is built once per (test data hashes, settings) and kept
 import codecs
 import functools
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -709,7 +709,8 @@ def _folded(data: bytes) -> bytes:
 
 _BASE64 = np.zeros(256, bool)
 _BASE64[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")] = True
-_SCREEN = bytes(1 if c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" else 0 for c in range(256))
+_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_SCREEN = bytes(1 if c in _STANDARD else 0 for c in range(256))
 _INSIDE = bytes(int(v) for v in _BASE64)
 _HEX = np.zeros(256, bool)
 _HEX[list(b"0123456789abcdefABCDEF")] = True
