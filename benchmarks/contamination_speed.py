@@ -1,32 +1,46 @@
-"""Throughput of the contamination scanner on text, against a straightforward implementation (words from a
-regex, a Python set of 5-word tuples), on the same corpus with a few test items planted in it.
+"""Speed and recall of the contamination scan against the original's algorithm, on the same corpus, and the cost of
+the index and of each decoder.
 
-    python benchmarks/contamination_speed.py --mb 64 --baseline-mb 8 [--require 100]
+    python benchmarks/contamination_speed.py --mb 64 --baseline-mb 8 [--decoder-mb 16] [--require 100]
 
 The corpus mixes GSM8K train (from PTB_DATA_DIR, default ../shared/data beside the checkout) with the Python
-standard library's sources, the prose and code that agents' training data is made of. Speeds are MB per CPU
-second of this process (one core: the scanner is single-threaded numpy) and per wall second. The index of all
-benchmarks' test items is built first and timed separately. With --require, exits 1 if the scanner is slower.
+standard library's sources, the prose and code that agents' training data is made of, with 60 GSM8K test items
+planted in it in six shapes (verbatim JSON, reworded, a filler after every second word, homoglyphs, base64, cut in
+three across the file). It is written into a run directory and scanned through `contamination.check`, the path a
+run takes (walk, decoders, matcher). The original's algorithm (PostTrainBench v1.1's checker, decon-style: words,
+a set of the test items' 5-grams, an item counts when 80 % of its 5-grams are present) reads the same text.
+Speeds are MB per CPU second of this process (one core: the scan is single-threaded numpy). With --require, exits 1
+if the scan of plain text is slower.
 """
 
 import argparse
+import base64
+import gzip
 import io
 import json
 import os
+import pickle
 import re
+import sqlite3
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PTB_DATA_DIR", str(REPO.parent / "shared" / "data"))
 
-from posttrainbench.integrity import contamination, files  # noqa: E402
+import numpy as np  # noqa: E402
+
+from posttrainbench.integrity import contamination, index_cache  # noqa: E402
+from posttrainbench.specs import get_benchmark  # noqa: E402
 
 WORD = re.compile(r"[a-z0-9]+")
+CYRILLIC = str.maketrans({"a": "а", "e": "е", "o": "о", "c": "с", "p": "р"})
 
 
-def corpus(megabytes: float, planted: list[str]) -> bytes:
+def background(megabytes: float) -> bytes:
     sources = [Path(os.environ["PTB_DATA_DIR"]) / "gsm8k" / "train.jsonl"]
     sources += sorted(Path(json.__file__).parents[1].rglob("*.py"))
     target, parts, size = int(megabytes * 1e6), [], 0
@@ -37,33 +51,59 @@ def corpus(megabytes: float, planted: list[str]) -> bytes:
             size += len(data)
             if size >= target:
                 break
-    blob = b"\n".join(parts)[:target]
-    # Planted at fixed places so both implementations have something to find.
-    step = len(blob) // (len(planted) + 1)
-    pieces = [blob[i * step : (i + 1) * step] for i in range(len(planted) + 1)]
-    return b"".join(p + b"\n" + json.dumps({"text": t}).encode() + b"\n" for p, t in zip(pieces, planted)) + pieces[-1]
+    return b"\n".join(parts)[:target]
 
 
-class Baseline:
-    """The obvious way: every test item's 5-word tuples in a dict, and a sliding window over the text's words."""
+def reworded(text: str) -> str:
+    return " ".join("some" if i % 8 == 7 and not any(c.isdigit() for c in w) else w for i, w in enumerate(text.split()))
+
+
+def shapes(text: str) -> list[bytes]:
+    """The text of one planted item as a cheat would write it (some shapes in several places)."""
+    words = text.split()
+    third = -(-len(words) // 3)
+    return [
+        [json.dumps({"text": text}).encode()],
+        [json.dumps({"text": reworded(text)}).encode()],
+        [" ".join(w + (" indeed" if i % 2 else "") for i, w in enumerate(words)).encode()],
+        [text.translate(CYRILLIC).encode()],
+        [json.dumps({"blob": base64.b64encode(text.encode()).decode()}).encode()],
+        [" ".join(words[q * third : (q + 1) * third]).encode() for q in range(3)],
+    ]
+
+
+def corpus(megabytes: float, planted: list[str]) -> bytes:
+    blob = background(megabytes)
+    pieces = [piece for i, text in enumerate(planted) for piece in shapes(text)[i % 6]]
+    step = len(blob) // (len(pieces) + 1)
+    chunks = [blob[i * step : (i + 1) * step] for i in range(len(pieces) + 1)]
+    return b"".join(c + b"\n" + p + b"\n" for c, p in zip(chunks, pieces)) + chunks[-1]
+
+
+class Original:
+    """PostTrainBench v1.1's checker, decon-style: lowercased words, every test item's 5-grams in a dict, a sliding
+    window over the text's words; an item counts when 80 % of its 5-grams are present."""
 
     def __init__(self, index: contamination.Index):
-        self.grams: dict[tuple[str, ...], int] = {}
+        self.grams: dict[tuple[str, ...], set[int]] = {}
+        self.sizes: list[int] = []
         for number, item in enumerate(index.items):
+            grams = set()
             for _, text in item.segments:
                 words = WORD.findall(text.lower())
-                for i in range(len(words) - contamination.N + 1):
-                    self.grams.setdefault(tuple(words[i : i + contamination.N]), number)
+                grams |= {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+            for gram in grams:
+                self.grams.setdefault(gram, set()).add(number)
+            self.sizes.append(len(grams))
 
     def scan(self, blob: bytes) -> set[int]:
         words = WORD.findall(blob.decode("utf-8", "replace").lower())
-        hits: dict[int, int] = {}
-        n = contamination.N
-        for i in range(len(words) - n + 1):
-            owner = self.grams.get(tuple(words[i : i + n]))
-            if owner is not None:
-                hits[owner] = hits.get(owner, 0) + 1
-        return {owner for owner, count in hits.items() if count >= 10}
+        hits: dict[int, set] = {}
+        for i in range(len(words) - 4):
+            gram = tuple(words[i : i + 5])
+            for owner in self.grams.get(gram, ()):
+                hits.setdefault(owner, set()).add(gram)
+        return {owner for owner, found in hits.items() if len(found) >= 0.8 * self.sizes[owner]}
 
 
 def timed(work):
@@ -72,39 +112,114 @@ def timed(work):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def scan_run(files: dict[str, bytes], tokenizer_dir: Path | None = None):
+    with tempfile.TemporaryDirectory(prefix="ptb-speed-") as folder:
+        run = Path(folder)
+        for rel, data in files.items():
+            (run / rel).parent.mkdir(parents=True, exist_ok=True)
+            (run / rel).write_bytes(data)
+        return contamination.check(run, get_benchmark("gsm8k"), tokenizer_dir=tokenizer_dir)
+
+
+def decoder_inputs(text: bytes, tokenizer) -> dict[str, dict[str, bytes]]:
+    lines = text.decode("utf-8", "replace").splitlines()
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.txt", text)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    parquet = io.BytesIO()
+    pq.write_table(pa.table({"text": lines}), parquet)
+    with tempfile.TemporaryDirectory() as folder:
+        with sqlite3.connect(Path(folder) / "db") as db:
+            db.execute("CREATE TABLE t (line TEXT)")
+            db.executemany("INSERT INTO t VALUES (?)", [(line,) for line in lines])
+        db.close()
+        database = (Path(folder) / "db").read_bytes()
+    inputs = {
+        "gzip": {"task/a.txt.gz": gzip.compress(text, 6)},
+        "zstd": {"task/a.txt.zst": zstandard.ZstdCompressor().compress(text)},
+        "zip": {"task/a.zip": zipped.getvalue()},
+        "utf-16": {"task/a.txt": text.decode("utf-8", "replace").encode("utf-16")},
+        "base64 runs": {"task/a.json": json.dumps([base64.b64encode(line.encode()).decode() for line in lines
+                                                    if len(line) > 40]).encode()},
+        "parquet": {"task/a.parquet": parquet.getvalue()},
+        "sqlite": {"task/a.db": database},
+        "pickle": {"task/a.pkl": pickle.dumps(lines)},
+    }
+    if tokenizer is not None:
+        ids = [e.ids for e in tokenizer.encode_batch(lines)]
+        flat = np.array([t for row in ids for t in row], np.int32)
+        inputs["npy token ids"] = {"task/a.npy": _npy(flat)}
+    return inputs
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=float, default=64, help="corpus size for the scanner")
-    parser.add_argument("--baseline-mb", type=float, default=8, help="corpus size for the (slow) baseline")
-    parser.add_argument("--require", type=float, default=None, help="minimum MB per CPU second of the scanner")
+    parser.add_argument("--mb", type=float, default=64, help="corpus size for the scan")
+    parser.add_argument("--baseline-mb", type=float, default=8, help="corpus size for the (slow) original")
+    parser.add_argument("--decoder-mb", type=float, default=16, help="text size for each decoder")
+    parser.add_argument("--tokenizer-dir", type=Path, default=None, help="a model folder with tokenizer.json")
+    parser.add_argument("--require", type=float, default=None, help="minimum MB per CPU second on plain text")
     args = parser.parse_args()
 
-    index, wall, cpu = timed(contamination.default_index)
-    print(f"index: {len(index.items)} test items, {len(index.hashes)} n-grams, built in {wall:.1f} s ({cpu:.1f} s CPU)")
-    chosen = [item for item in index.items if item.benchmark == "gsm8k"][::100]
-    planted = [dict(item.segments)["question"] for item in chosen]
-    expected = {item.id for item in chosen}
+    benchmarks = list(contamination.available_benchmarks()[0])
+    with tempfile.TemporaryDirectory(prefix="ptb-index-") as cache:
+        os.environ["PTB_CACHE"] = cache
+        index, wall, cpu = timed(lambda: index_cache.load_or_build(
+            benchmarks, contamination.SETTINGS, lambda: contamination.build_index(benchmarks)))
+        print(f"index: {sum(index.sizes.values())} test items, {len(index.hashes)} n-grams; built and stored in "
+              f"{wall:.1f} s ({cpu:.1f} s CPU)")
+        _, wall, cpu = timed(lambda: index_cache.load(
+            index_cache.folder() / index_cache.key(benchmarks, contamination.SETTINGS)))
+        print(f"index from the cache (validated by sha256): {wall:.3f} s ({cpu:.3f} s CPU)")
+        contamination.default_index.cache_clear()
+        contamination.default_index()
 
-    blob = corpus(args.mb, planted)
-    pieces = list(files._text_pieces(io.BytesIO(blob).read))  # the 16 MB pieces files are scanned in
+        chosen = [i for i, item in enumerate(index.items) if item.benchmark == "gsm8k"][::22][:60]
+        planted = [dict(index.items[i].segments)["question"] + "\n" + dict(index.items[i].segments)["answer"]
+                   for i in chosen]
+        expected = {index.items[i].id for i in chosen}
 
-    def scan_all():
-        return [hit for piece in pieces for hit in index.scan(piece.text)]
+        blob = corpus(args.mb, planted)
+        check, wall, cpu = timed(lambda: scan_run({"task/data.jsonl": blob}))
+        found = {e["item"] for e in check.evidence if e["benchmark"] == "gsm8k"}
+        fast = len(blob) / 1e6 / cpu
+        print(f"scan: {len(blob) / 1e6:.1f} MB in {wall:.2f} s wall, {cpu:.2f} s CPU -> {fast:.0f} MB/CPU-s "
+              f"({len(blob) / 1e6 / wall:.0f} MB/s wall); planted items found {len(found & expected)}/60, "
+              f"others {sorted(found - expected)}; matcher alone {check.numbers['match_cpu_seconds']:.2f} s CPU")
 
-    hits, wall, cpu = timed(scan_all)
-    found = {h.item for h in hits if h.benchmark == "gsm8k"}
-    fast = len(blob) / 1e6 / cpu
-    print(f"scanner: {len(blob) / 1e6:.1f} MB in {wall:.2f} s wall, {cpu:.2f} s CPU -> {fast:.0f} MB/CPU-s "
-          f"({len(blob) / 1e6 / wall:.0f} MB/s wall); planted items found: {len(found & expected)}/{len(expected)}, "
-          f"other hits: {sorted({(h.benchmark, h.item, h.part, h.coverage) for h in hits if h.item not in expected})}")
+        original = Original(index)
+        small = corpus(args.baseline_mb, planted)
+        owners, wall, cpu = timed(lambda: original.scan(small))
+        slow = len(small) / 1e6 / cpu
+        original_found = {index.items[o].id for o in owners} & expected
+        print(f"original (words, dict of 5-grams, 80 % of an item's 5-grams): {len(small) / 1e6:.1f} MB in "
+              f"{wall:.2f} s wall, {cpu:.2f} s CPU -> {slow:.1f} MB/CPU-s; planted items found "
+              f"{len(original_found)}/60")
+        print(f"speedup: {fast / slow:.1f}x")
 
-    baseline = Baseline(index)
-    small = corpus(args.baseline_mb, planted[:5])
-    owners, wall, cpu = timed(lambda: baseline.scan(small))
-    slow = len(small) / 1e6 / cpu
-    print(f"baseline (regex words + set of 5-word tuples): {len(small) / 1e6:.1f} MB in {wall:.2f} s wall, "
-          f"{cpu:.2f} s CPU -> {slow:.1f} MB/CPU-s; items with >= 10 hits: {len(owners)}")
-    print(f"speedup: {fast / slow:.1f}x")
+        tokenizer = None
+        if args.tokenizer_dir is not None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(args.tokenizer_dir / "tokenizer.json"))
+        text = background(args.decoder_mb)
+        print(f"decoders, {len(text) / 1e6:.0f} MB of the same text (MB of decoded text per CPU second, all of "
+              "check(): decoding and matching):")
+        for name, files in decoder_inputs(text, tokenizer).items():
+            check, wall, cpu = timed(lambda files=files: scan_run(files, args.tokenizer_dir))
+            decoded = check.numbers["bytes_decoded"]
+            print(f"  {name}: {sum(len(d) for d in files.values()) / 1e6:.1f} MB on disk, {decoded / 1e6:.1f} MB "
+                  f"decoded, {cpu:.2f} s CPU -> {decoded / 1e6 / cpu:.0f} MB/CPU-s")
     if args.require is not None and fast < args.require:
         print(f"FAIL: {fast:.0f} MB/CPU-s is below the required {args.require:g}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ scanned again. The index is built once per (test data hashes, settings) and kept
 import codecs
 import functools
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -404,7 +404,7 @@ def scan_file(index: Index, run_dir: Path, found: files.Found, detokenizer: Deto
             marks = index.find_canaries(piece.text)
             result.match_seconds += time.process_time() - started
             kind = piece.kind or found.kind
-            if kind != "evaluation":  # fragments of evaluation samples are the items shown, not training data
+            if kind not in ("evaluation", "transcript"):  # fragments of items shown or read, not training data
                 result.fragments += fragments
             if not hits and not marks:
                 continue
@@ -447,9 +447,10 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
     """Scan every folder of the run the agent could write (task/, home/, its temporary files) for test items.
 
     More than the allowance of distinct items of the run's own benchmark (`tolerance`, at most 5 % of its test set),
-    or one item in `MAX_COPIES` places, is contamination. Only the samples of inspect evaluation logs and a complete
-    downloaded copy of the test split in the download cache are reported without a flag, as are other benchmarks'
-    items. `tokenizer_dir`: the base model, whose tokenizer turns token-id arrays back into text."""
+    or one item in `MAX_COPIES` places, is contamination. Only the samples of inspect evaluation logs, the tool outputs
+    of agent session transcripts (what the agent read) and a complete downloaded copy of the test split in the
+    download cache are reported without a flag, as are other benchmarks' items. `tokenizer_dir`: the base model,
+    whose tokenizer turns token-id arrays back into text."""
     missing = ()
     if index is None:
         missing = available_benchmarks()[1]
@@ -538,6 +539,7 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
         "most_copies": most_copied[1] if most_copied else 0,
         "items_in_downloaded_test_split": len(distinct("download", True)),
         "items_in_evaluation_output": len(distinct("evaluation", True)),
+        "items_read_in_agent_transcripts": len(distinct("transcript", True)),
         "other_benchmarks_items": len({(m.benchmark, m.item) for m in counted if m.benchmark != benchmark.id}),
         "tolerance": tolerance,
         "allowed_items": allowed,
@@ -553,6 +555,9 @@ def check(run_dir: Path, benchmark: BenchmarkSpec, *, tolerance: int = 3, index:
         notes.append(f"{numbers['items_in_evaluation_output']} {benchmark.id} test item(s) in the samples of "
                      f"evaluation logs, not flagged: "
                      f"{', '.join(f'{files.untrusted.shown(f)} ({n})' for f, n in by_eval.most_common(3))}")
+    if numbers["items_read_in_agent_transcripts"]:
+        notes.append(f"{numbers['items_read_in_agent_transcripts']} {benchmark.id} test item(s) in tool outputs of "
+                     "agent session transcripts (read by the agent), not flagged")
     if numbers["other_benchmarks_items"]:
         notes.append(f"{numbers['other_benchmarks_items']} test item(s) of other benchmarks found")
     if detokenizer is None:

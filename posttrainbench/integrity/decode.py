@@ -13,7 +13,9 @@ more than the bound.
 
 An inspect-ai evaluation log (the JSON that evaluate.py writes, or a .eval archive) is recognised by its structure:
 its samples, where test items appear as inputs and targets next to the model's output, are given the kind
-`evaluation`; the rest of the log is ordinary text.
+`evaluation`; the rest of the log is ordinary text. Likewise an agent CLI's session transcript (JSON lines with a
+session id, or typed messages): the outputs of its tool calls (what the agent read) are given the kind
+`transcript`; its own messages and tool inputs (what it wrote) are ordinary text.
 """
 
 import bz2
@@ -44,6 +46,7 @@ BLOB_CAP = 256 << 20  # bytes of one decoded layer held in memory
 FILE_CAP = 4 << 30  # decoded bytes of one file on disk, all layers together
 MAX_MEMBERS = 50_000
 MAX_JSON_LOG = 512 << 20
+PICKLE_CAP = 64 << 20  # pickles are parsed opcode by opcode in Python: about 10 s for this much
 SQLITE_STEPS = 50_000_000  # VM steps per database (a crafted schema must not spin)
 MIN_RUN = 48  # characters of a base64 or hex run worth decoding
 
@@ -151,7 +154,7 @@ def decode(handle: BinaryIO, size: int, ctx: Context, depth: int = 0, via: str =
     elif head.startswith(_NPY):
         yield from _npy(handle, ctx, depth, via)
     elif _is_pickle(head):
-        yield from _pickle(_read(handle, ctx, "pickle"), ctx, depth, via)
+        yield from _pickle(_read(handle, ctx, "pickle", PICKLE_CAP), ctx, depth, via)
     elif _is_safetensors(head, size):
         yield from _safetensors(handle, size, ctx, depth, via)
     elif (encoding := _wide_encoding(head)) is not None:
@@ -165,11 +168,11 @@ def decode(handle: BinaryIO, size: int, ctx: Context, depth: int = 0, via: str =
         yield from _json_log_or_text(handle, head, size, ctx, depth, via)
 
 
-def _read(handle: BinaryIO, ctx: Context, what: str) -> bytes:
-    data = handle.read(BLOB_CAP + 1)
-    if len(data) > BLOB_CAP:
-        ctx._note(f"{what} larger than {BLOB_CAP >> 20} MB: only its start decoded")
-        data = data[:BLOB_CAP]
+def _read(handle: BinaryIO, ctx: Context, what: str, cap: int = BLOB_CAP) -> bytes:
+    data = handle.read(cap + 1)
+    if len(data) > cap:
+        ctx._note(f"{what} larger than {cap >> 20} MB: only its start decoded")
+        data = data[:cap]
     return data
 
 
@@ -196,11 +199,16 @@ def _zip(handle: BinaryIO, ctx: Context, depth: int, via: str) -> Iterator[Piece
         inspect_eval = any(i.filename == "header.json" for i in infos)
         for info in infos[:MAX_MEMBERS]:
             step = _join(via, f"zip {info.filename}")
-            with archive.open(info) as member:
-                if _STORAGE.search(info.filename):  # torch's raw tensor storages: read in chunks
-                    yield from _raw_ids(member, ctx, step, info.filename)
-                    continue
-                data = _read(member, ctx, info.filename)
+            try:
+                with archive.open(info) as member:
+                    if _STORAGE.search(info.filename):  # torch's raw tensor storages: read in chunks
+                        yield from _raw_ids(member, ctx, step, info.filename)
+                        continue
+                    data = _read(member, ctx, info.filename)
+            except (RuntimeError, OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+                # An encrypted, corrupt or unsupported member: noted, and the other members are still read.
+                ctx._note(f"{step}: not readable: {type(exc).__name__}: {exc}"[:300])
+                continue
             if inspect_eval and info.filename.startswith("samples/"):
                 sample = _json_or_none(data)
                 if _is_sample(sample):
@@ -554,8 +562,54 @@ def _inspect_log(log) -> bool:
             and all(_is_sample(s) for s in log["samples"]))
 
 
+# What an agent CLI's session transcript (Claude Code, Codex, ...) calls the output of a tool call: the files and
+# command output the agent read. Reading test items is allowed; writing them is not (tool inputs stay ordinary text).
+_TOOL_OUTPUTS = {"tool_result", "function_call_output", "custom_tool_call_output"}
+
+
+def _is_transcript_line(record) -> bool:
+    return isinstance(record, dict) and (
+        "sessionId" in record or "session_id" in record
+        or ("type" in record and ("message" in record or "payload" in record)))
+
+
+def _split_transcript(value, outputs: list[str], rest: list[str], reading: bool = False) -> None:
+    """Strings of a transcript record, sorted into tool outputs and everything else."""
+    if isinstance(value, dict):
+        reading = reading or value.get("type") in _TOOL_OUTPUTS
+        for key, item in value.items():
+            _split_transcript(item, outputs, rest, reading or key == "toolUseResult")
+    elif isinstance(value, list):
+        for item in value:
+            _split_transcript(item, outputs, rest, reading)
+    elif isinstance(value, str):
+        (outputs if reading else rest).append(value.replace("\n", " "))
+
+
+def _transcript(data: bytes, via: str) -> Iterator[Piece] | None:
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    records = [_json_or_none(line) for line in lines]
+    if not records or sum(_is_transcript_line(r) for r in records) < 0.9 * len(records):
+        return None
+    outputs: list[str] = []
+    rest: list[str] = []
+    for record in records:
+        _split_transcript(record, outputs, rest)
+    return iter([Piece("\n".join(rest).encode(), "line", 1, via),
+                 Piece("\n".join(outputs).encode(), "line", 1, _join(via, "tool output"), "transcript")])
+
+
 def _json_log_or_text(handle: BinaryIO, head: bytes, size: int, ctx: Context, depth: int,
                       via: str) -> Iterator[Piece]:
+    first = head.split(b"\n", 1)[0]
+    if first.lstrip().startswith(b"{") and size <= MAX_JSON_LOG and _is_transcript_line(_json_or_none(first)):
+        data = handle.read()
+        pieces = _transcript(data, via)
+        if pieces is not None:
+            ctx.formats.add("agent transcript")
+            yield from pieces
+            return
+        handle = io.BytesIO(data)
     if head.lstrip().startswith(b"{") and b'"eval"' in head and size <= MAX_JSON_LOG:
         data = handle.read()
         log = _json_or_none(data)
@@ -622,8 +676,42 @@ def _unescape(match: re.Match) -> str:
     return match.group(0) if code < 0x80 or 0xD800 <= code < 0xE000 else chr(code)
 
 
+def _folded(data: bytes) -> bytes:
+    """The piece with its Unicode folded (`fold`) and, where JSON escapes hide characters that folding changes,
+    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text."""
+    escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\u" in data else []
+    if not escapes and data.isascii():
+        return data
+    b = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(b == 10)
+    starts = np.concatenate(([0], ends + 1))
+    ends = np.concatenate((ends, [len(b)]))
+    marked = np.zeros(len(starts), bool)
+    marked[np.searchsorted(ends, np.flatnonzero(b >= 0x80))] = True
+    escaped_lines = np.zeros(len(starts), bool)
+    escaped_lines[np.searchsorted(ends, np.array(escapes, np.int64))] = True
+    out, last, changed = [], 0, False
+    for number in np.flatnonzero(marked | escaped_lines).tolist():
+        start, end, escaped = int(starts[number]), int(ends[number]), bool(escaped_lines[number])
+        text = data[start:end].decode("utf-8", "replace")
+        if escaped:
+            text = _UNICODE_ESCAPE.sub(_unescape, text)
+        folded = fold(text)
+        if folded is text and not escaped:
+            continue
+        out += [data[last:start], folded.encode("utf-8", "replace")]
+        last, changed = end, True
+    if not changed:
+        return data
+    out.append(data[last:])
+    return b"".join(out)
+
+
 _BASE64 = np.zeros(256, bool)
 _BASE64[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")] = True
+_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_SCREEN = bytes(1 if c in _STANDARD else 0 for c in range(256))
+_INSIDE = bytes(int(v) for v in _BASE64)
 _HEX = np.zeros(256, bool)
 _HEX[list(b"0123456789abcdefABCDEF")] = True
 _ID_LIST = re.compile(rb"\[\s*\d{1,7}(?:\s*,\s*\d{1,7}){15,}\s*\]")
@@ -631,21 +719,24 @@ _ID_LIST = re.compile(rb"\[\s*\d{1,7}(?:\s*,\s*\d{1,7}){15,}\s*\]")
 
 def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Iterator[Piece]:
     """A text piece as the matcher should see it, then whatever is encoded inside it."""
-    escaped = b"\\u" in data and _SUSPECT_ESCAPE.search(data) is not None
-    if escaped or not data.isascii():
-        text = data.decode("utf-8", "replace")
-        text = _UNICODE_ESCAPE.sub(_unescape, text) if escaped else text
-        folded = fold(text)
-        if folded is not text or escaped:
-            data = folded.encode("utf-8", "replace")
-            via = _join(via, "unicode folded")
+    folded = _folded(data)
+    if folded is not data:
+        data, via = folded, _join(via, "unicode folded")
     yield Piece(data, "line", line, via)
     if depth >= MAX_DEPTH:
         return
+    # Decoded runs of plain text are scanned together (one layer for all of them); other formats one by one.
+    texts: dict[str, list[bytes]] = {}
     for kind, run in _encoded_runs(data):
         decoded = _decode_run(kind, run)
-        if decoded is not None and _worth_decoding(decoded):
+        if decoded is None or not _worth_decoding(decoded):
+            continue
+        if _is_plain(decoded):
+            texts.setdefault(kind, []).append(decoded)
+        else:
             yield from _member(decoded, ctx, depth, _join(via, kind), "")
+    for kind, runs in texts.items():
+        yield from _member(b"\n".join(runs), ctx, depth, _join(via, kind), "")
     if ctx.detokenizer is not None and b"[" in data:
         rows = [[int(v) for v in re.findall(rb"\d+", m.group(0))] for m in _ID_LIST.finditer(data)]
         decoded = ctx.detokenizer.decode_rows(rows) if rows else None
@@ -656,23 +747,44 @@ def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Itera
 
 def _encoded_runs(data: bytes) -> Iterator[tuple[str, bytes]]:
     """Runs of at least MIN_RUN base64 (or hex) characters. Such a run covers a whole aligned block of MIN_RUN / 2
-    bytes, so only the few blocks made entirely of such characters are looked at closely."""
+    bytes, so text without such a block (most text) is passed over after one look at its blocks."""
     block = MIN_RUN // 2
+    # The screen uses the standard alphabet only: snake_case names are not base64, and a URL-safe run this long
+    # nearly always has a block without '-' or '_'. bytes.translate is the fastest byte-class map there is.
+    screen = np.frombuffer(data.translate(_SCREEN), bool)
+    full = len(screen) // block * block
+    if not screen[:full].reshape(-1, block).all(axis=1).any():
+        return
     b = np.frombuffer(data, np.uint8)
-    full = len(b) // block * block
-    candidates = np.flatnonzero(_BASE64[b[:full]].reshape(-1, block).all(axis=1))
-    end = -1
-    for first in candidates * block:
-        if first < end:
-            continue
-        start, end = first, first + block
-        while start > 0 and _BASE64[b[start - 1]]:
-            start -= 1
-        while end < len(b) and _BASE64[b[end]]:
-            end += 1
+    inside = np.frombuffer(data.translate(_INSIDE), bool)
+    end = 0
+    for block_start in (np.flatnonzero(screen[:full].reshape(-1, block).all(axis=1)) * block).tolist():
+        if block_start < end:
+            continue  # inside the run found last
+        start, end = _run_edge(inside, block_start, -1), _run_edge(inside, block_start + block, 1)
         if end - start >= MIN_RUN:
-            run = data[start:end]
-            yield ("hex" if _HEX[np.frombuffer(run, np.uint8)].all() else "base64"), run
+            yield ("hex" if _HEX[b[start:end]].all() else "base64"), data[start:end]
+
+
+def _run_edge(inside: np.ndarray, at: int, step: int) -> int:
+    """Where the run of True around `at` ends going left (step -1: its first index) or right (its end)."""
+    reach = 4096
+    while True:
+        if step < 0:
+            window = inside[max(at - reach, 0) : at]
+            outside = np.flatnonzero(~window)
+            if len(outside):
+                return at - len(window) + int(outside[-1]) + 1
+            if at - reach <= 0:
+                return 0
+        else:
+            window = inside[at : at + reach]
+            outside = np.flatnonzero(~window)
+            if len(outside):
+                return at + int(outside[0])
+            if at + reach >= len(inside):
+                return len(inside)
+        reach *= 4
 
 
 def _decode_run(kind: str, run: bytes) -> bytes | None:
@@ -693,16 +805,30 @@ def _decode_run(kind: str, run: bytes) -> bytes | None:
         return None
 
 
+def _is_plain(data: bytes) -> bool:
+    head = data[:8192]
+    return not (head.startswith(_ZIP) or any(head.startswith(m) for m in _STREAMS) or _is_pickle(head)
+                or head.lstrip().startswith(b"{") or _wide_encoding(head) is not None)
+
+
+_LETTER = np.zeros(256, bool)
+_LETTER[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
+_LETTER[0x80:] = True  # bytes of non-ASCII characters
+_TEXT_BYTE = _LETTER.copy()
+_TEXT_BYTE[0x20:0x7F] = True
+_TEXT_BYTE[list(b"\t\n\r")] = True
+
+
 def _worth_decoding(data: bytes) -> bool:
     """Text, or a format decode() reads; not the random bytes of hashes and keys."""
     head = data[:8192]
     if head.startswith(_ZIP) or any(head.startswith(m) for m in _STREAMS) or _is_pickle(head):
         return True
+    b = np.frombuffer(head, np.uint8)
+    if len(b) < 16 or _TEXT_BYTE[b].mean() < 0.97 or _LETTER[b].mean() < 0.3:
+        return False
     try:
-        text = head.decode("utf-8")
+        head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:
-            return False
-        text = head[: exc.start].decode("utf-8")
-    printable = sum(c.isprintable() or c in "\n\r\t" for c in text)
-    return len(text) >= 16 and printable >= 0.95 * len(text) and sum(c.isalpha() for c in text) >= 0.3 * len(text)
+        return exc.start >= len(head) - 4  # a character cut at the end of the head
+    return True

@@ -16,7 +16,9 @@ from posttrainbench import untrusted
 
 # Written by the harness, never mounted writable into the sandbox: the pristine evaluation files, the staged test
 # data, the harness's logs, the vetted model copy, evaluation results and judges' workspaces.
-HARNESS_DIRS = frozenset({"eval", "data", "logs", "final_model", "results", "judges"})
+# The evaluation service's folder holds inspect logs of the test set (its own, for the agent's requests) and
+# agent_data is what the harness handed out: neither is written by the agent.
+HARNESS_DIRS = frozenset({"eval", "data", "agent_data", "logs", "service", "final_model", "results", "judges"})
 DOWNLOAD_CACHE = "home/.cache/huggingface"
 CAPS = untrusted.Caps(files=2_000_000, depth=256)
 

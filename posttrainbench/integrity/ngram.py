@@ -197,8 +197,8 @@ class HashSet:
         """`packed`: `hashes` are sorted and unique already (a memory-mapped cache) and these are their bitmaps as
         `packed()` gave them."""
         self.sorted = hashes if packed is not None else unique(hashes.astype(_U))
-        # About 1 slot in 10 set per bitmap (16 MB at most), so 1 probe of a non-member in 100 reaches the search.
-        bits = int(np.clip(np.ceil(np.log2(max(len(self.sorted), 1) * 10)), 12, 24))
+        # Under 1 slot in 10 set per bitmap (32 MB at most), so few probes of non-members reach the search.
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.sorted), 1) * 10)), 12, 25))
         self._shift = np.uint32(32 - bits)
         if packed is not None:
             self._first, self._second = np.unpackbits(packed).view(bool).reshape(2, 1 << bits)
