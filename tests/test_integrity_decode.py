@@ -82,7 +82,7 @@ def test_folding_removes_tricks_and_keeps_lines():
 
 def test_walk_covers_every_agent_folder_and_no_link(tmp_path, shared_data):
     run = tmp_path / "run"
-    for name in ("task", "home", "tmp", "data", "eval", "logs"):
+    for name in ("task", "home", "tmp", "data", "eval", "logs", "service", "agent_data"):
         (run / name).mkdir(parents=True)
     (run / "tmp" / "a.txt").write_text("x")
     (run / "home" / ".cache" / "huggingface").mkdir(parents=True)
@@ -90,6 +90,7 @@ def test_walk_covers_every_agent_folder_and_no_link(tmp_path, shared_data):
     (run / "task" / "node_modules" / "p").mkdir(parents=True)
     (run / "task" / "node_modules" / "p" / "c.txt").write_text("x")
     (run / "data" / "test.jsonl").write_text("staged by the harness")
+    (run / "service" / "log.json").write_text("the evaluation service's log of the test set")
     (run / "task" / "link.jsonl").symlink_to(shared_data / "gsm8k" / "test.jsonl")
     found = {f.rel: f.kind for f in files.walk(run, [])}
     assert found == {"home/.cache/huggingface/b.txt": "cache", "task/node_modules/p/c.txt": "workspace",
