@@ -63,7 +63,8 @@ json.dump({"found": found, "files": scanned, "bytes": size}, open("scan.json", "
 """
 
 
-def _run(tmp_path: Path, script: str, *, benchmark: str = "humaneval", hours: float = 0.1, access: str = "hidden",
+# The agents end as soon as their script does: a long budget only keeps a loaded machine from cutting them short.
+def _run(tmp_path: Path, script: str, *, benchmark: str = "humaneval", hours: float = 1.0, access: str = "hidden",
          before=None) -> tuple:
     store = Store(tmp_path / "store.sqlite")
     spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
@@ -88,7 +89,7 @@ def test_a_hidden_sandbox_holds_no_test_item(tmp_path, small_model, shared_data,
     usable, missing = available_benchmarks()
     assert not missing, f"the data mirror lacks {missing}"
     script = "env > env.txt; python $HOME/.scan/scan.py $HOME/.scan/index.pkl"
-    _, layout, exit_info = _run(tmp_path, script, hours=0.25, before=_hand_in_index)
+    _, layout, exit_info = _run(tmp_path, script, before=_hand_in_index)
     assert exit_info.status == "finished", layout.agent_log.read_text()[-3000:]
     result = json.loads((layout.task / "scan.json").read_text())
     assert result["files"] > 1000 and result["bytes"] > 10**7  # it did look everywhere
