@@ -143,13 +143,14 @@ def test_agent_evaluation_matches_the_harness(tmp_path, small_model, bwrap):
 def test_budget_end_cancels_a_running_evaluation(tmp_path, small_model, bwrap):
     # Long enough to save the model and start evaluating every item with many tokens; far too short to finish.
     script = SAVE_SMOLLM + " && python evaluate.py --limit -1 --max-tokens 2000"
+    budget_s = 300
     started = time.time()
-    _, layout, exit_info = _run(tmp_path, script, hours=150 / 3600)
+    _, layout, exit_info = _run(tmp_path, script, hours=budget_s / 3600)
     assert exit_info.status == "timed_out"
     [record] = [json.loads(line) for line in layout.agent_evals.read_text().splitlines()]
     assert record["status"] == "error" and record["error"].startswith("cancelled")
     assert record["started_at"] is not None
-    assert time.time() - started < 150 + 30 + 120  # budget, the agent's grace, the evaluation's cancellation
+    assert time.time() - started < budget_s + 30 + 120  # budget, the agent's grace, the evaluation's cancellation
     assert not list(layout.service.glob("*/model"))  # the copy is gone
 
 
