@@ -150,7 +150,7 @@ def test_budget_end_cancels_a_running_evaluation(tmp_path, small_model, bwrap):
     [record] = [json.loads(line) for line in layout.agent_evals.read_text().splitlines()]
     assert record["status"] == "error" and record["error"].startswith("cancelled")
     assert record["started_at"] is not None
-    assert time.time() - started < budget_s + 30 + 120  # budget, the agent's grace, the evaluation's cancellation
+    assert time.time() - started < budget_s + 300  # the budget, then the agent's grace and the cancellation
     assert not list(layout.service.glob("*/model"))  # the copy is gone
 
 
