@@ -63,7 +63,8 @@ json.dump({"found": found, "files": scanned, "bytes": size}, open("scan.json", "
 """
 
 
-def _run(tmp_path: Path, script: str, *, benchmark: str = "humaneval", hours: float = 0.1, access: str = "hidden",
+# The agents end as soon as their script does: a long budget only keeps a loaded machine from cutting them short.
+def _run(tmp_path: Path, script: str, *, benchmark: str = "humaneval", hours: float = 1.0, access: str = "hidden",
          before=None) -> tuple:
     store = Store(tmp_path / "store.sqlite")
     spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
@@ -88,7 +89,7 @@ def test_a_hidden_sandbox_holds_no_test_item(tmp_path, small_model, shared_data,
     usable, missing = available_benchmarks()
     assert not missing, f"the data mirror lacks {missing}"
     script = "env > env.txt; python $HOME/.scan/scan.py $HOME/.scan/index.pkl"
-    _, layout, exit_info = _run(tmp_path, script, hours=0.25, before=_hand_in_index)
+    _, layout, exit_info = _run(tmp_path, script, before=_hand_in_index)
     assert exit_info.status == "finished", layout.agent_log.read_text()[-3000:]
     result = json.loads((layout.task / "scan.json").read_text())
     assert result["files"] > 1000 and result["bytes"] > 10**7  # it did look everywhere
@@ -142,13 +143,14 @@ def test_agent_evaluation_matches_the_harness(tmp_path, small_model, bwrap):
 def test_budget_end_cancels_a_running_evaluation(tmp_path, small_model, bwrap):
     # Long enough to save the model and start evaluating every item with many tokens; far too short to finish.
     script = SAVE_SMOLLM + " && python evaluate.py --limit -1 --max-tokens 2000"
+    budget_s = 300
     started = time.time()
-    _, layout, exit_info = _run(tmp_path, script, hours=150 / 3600)
+    _, layout, exit_info = _run(tmp_path, script, hours=budget_s / 3600)
     assert exit_info.status == "timed_out"
     [record] = [json.loads(line) for line in layout.agent_evals.read_text().splitlines()]
     assert record["status"] == "error" and record["error"].startswith("cancelled")
     assert record["started_at"] is not None
-    assert time.time() - started < 150 + 30 + 120  # budget, the agent's grace, the evaluation's cancellation
+    assert time.time() - started < budget_s + 300  # the budget, then the agent's grace and the cancellation
     assert not list(layout.service.glob("*/model"))  # the copy is gone
 
 
