@@ -105,3 +105,14 @@ def test_sparse_weights_stay_sparse_in_the_copy(tmp_path):
     result = collect(sub, tmp_path / "vetted", _base(tmp_path))
     copy = tmp_path / "vetted" / "model.safetensors"
     assert result.status == "ok" and copy.stat().st_size > 1 << 28 and copy.stat().st_blocks * 512 < 1 << 20, result
+
+
+def test_a_folder_swapped_for_a_link_below_the_root_is_refused(tmp_path):
+    # The evaluation service names a checkpoint, then copies it: a parent folder the agent replaces by a link to
+    # a host folder in between must not be followed.
+    task = tmp_path / "task"
+    _model(tmp_path / "host" / "ckpt")
+    task.mkdir()
+    (task / "runs").symlink_to(tmp_path / "host")
+    result = collect(task / "runs" / "ckpt", tmp_path / "vetted", _base(tmp_path), root=task)
+    assert result.status == "rejected" and not (tmp_path / "vetted").exists()

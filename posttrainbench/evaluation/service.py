@@ -86,8 +86,9 @@ def settings_for(manifest: RunManifest, request: Request) -> dict:
     }
 
 
-def resolve_checkpoint(layout: RunLayout, model_path: str) -> Path:
-    """The host folder behind a path the agent names: inside its task or home directory, reached without links."""
+def resolve_checkpoint(layout: RunLayout, model_path: str) -> tuple[Path, Path]:
+    """The host folder behind a path the agent names, inside its task or home directory and reached without
+    links, with that directory (copies start there, so that nothing swapped in later is followed)."""
     if "\0" in model_path:
         raise Refused("the model path contains a NUL byte")
     inside = posixpath.normpath(posixpath.join(SANDBOX_TASK, model_path))
@@ -108,7 +109,7 @@ def resolve_checkpoint(layout: RunLayout, model_path: str) -> Path:
             raise Refused(f"{inside} is reached through a symbolic link; name the real folder")
     if not stat.S_ISDIR(os.lstat(host).st_mode) or not parts:
         raise Refused(f"{inside} is not a model folder")
-    return host
+    return host, host_root
 
 
 def _size(folder: Path) -> int:
@@ -262,14 +263,14 @@ class EvalService:
         return job
 
     def _copy(self, request: Request, requested_at: float, number: int) -> Job:
-        source = resolve_checkpoint(self.layout, request.model_path)
+        source, root = resolve_checkpoint(self.layout, request.model_path)
         size = _size(source)
         if size > self.max_bytes:
             raise Refused(f"the checkpoint holds {size / 1e9:.1f} GB, more than the {self.max_bytes / 1e9:.1f} GB "
                           "allowed for this base model")
         work_dir = self.layout.service / f"{number:04d}"
         try:
-            result = collect(source, work_dir / "model", Path(self.manifest.base_model_dir))
+            result = collect(source, work_dir / "model", Path(self.manifest.base_model_dir), root=root)
         except OSError as exc:  # unreadable files, a folder changing under the copy, a full disk
             shutil.rmtree(work_dir, ignore_errors=True)
             raise Refused(f"cannot copy the checkpoint: {exc.strerror or type(exc).__name__}") from None

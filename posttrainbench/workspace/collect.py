@@ -51,10 +51,11 @@ def _wanted(entry: untrusted.Entry) -> bool:
         name.endswith(".safetensors") or name in (CONFIG, INDEX, *TOKENIZER_FILES))
 
 
-def _copy(submitted: Path, tmp: Path) -> list[str]:
-    """Copy the wanted files of the agent's folder into `tmp`; returns the names of pickled files left behind."""
+def _copy(root: Path, rel: str, tmp: Path) -> list[str]:
+    """Copy the wanted files of the agent's folder root/rel into `tmp`; returns the names of pickled files left
+    behind."""
     try:
-        mode = untrusted.lstat(submitted.parent, submitted.name).st_mode
+        mode = untrusted.lstat(root, rel).st_mode
     except untrusted.Refused as exc:
         raise Rejected(str(exc)) from None
     if stat.S_ISLNK(mode):
@@ -69,9 +70,9 @@ def _copy(submitted: Path, tmp: Path) -> list[str]:
         return _wanted(entry)
 
     try:
-        untrusted.copy_tree(submitted.parent, submitted.name, tmp, caps=MODEL_CAPS, select=select)
+        untrusted.copy_tree(root, rel, tmp, caps=MODEL_CAPS, select=select)
     except untrusted.Refused as exc:
-        raise Rejected(str(exc).replace(untrusted.shown(submitted.name), "final_model", 1)) from None
+        raise Rejected(str(exc).replace(untrusted.shown(rel), "final_model", 1)) from None
     return pickled
 
 
@@ -107,12 +108,16 @@ def _check(tmp: Path, pickled: list[str]) -> None:
             raise Rejected(f"final_model is missing shards: {untrusted.shown(', '.join(missing))}")
 
 
-def collect(submitted: Path, dest: Path, base_model: Path) -> CollectResult:
-    """Vet `submitted` (the agent's task/final_model) into `dest`; `base_model` supplies a missing tokenizer."""
+def collect(submitted: Path, dest: Path, base_model: Path, *, root: Path | None = None) -> CollectResult:
+    """Vet `submitted` (the agent's task/final_model) into `dest`; `base_model` supplies a missing tokenizer.
+
+    `root` is the harness's folder that `submitted` lies in (default: its parent): no link is followed from there
+    down, so a folder the agent swaps for a link after it was named is refused rather than followed."""
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    root = root or submitted.parent
     try:
-        pickled = _copy(submitted, tmp)
+        pickled = _copy(root, str(submitted.relative_to(root)), tmp)
         _check(tmp, pickled)
     except FileNotFoundError:
         shutil.rmtree(tmp, ignore_errors=True)
