@@ -246,3 +246,12 @@ def test_report_folder_is_rebuilt_but_a_foreign_folder_is_refused(store, tmp_pat
     with pytest.raises(PtbError, match="not empty"):
         build_report(store, foreign, bootstrap=0)
     assert (foreign / "runs" / "r1").is_dir()
+
+
+def test_published_baselines_in_a_report_store_nothing(tmp_path):
+    from posttrainbench.report import build_report
+
+    store = Store(tmp_path / "ptb.sqlite")
+    index = build_report(store, tmp_path / "site", published=True, bootstrap=0)
+    assert "Official instruct (published)" in index.read_text()
+    assert store.runs() == []

@@ -266,15 +266,15 @@ def agents_install(names: Annotated[list[str] | None, typer.Argument(help="claud
 @app.command()
 def scores(
     by: Annotated[str, typer.Option(help="agent, benchmark, model or run")] = "agent",
-    published: Annotated[bool, typer.Option(help="first store the published base/instruct baselines")] = False,
+    published: Annotated[bool, typer.Option(help="include the published base/instruct baselines (read only: "
+                                            "nothing is stored)")] = False,
+    grid: Annotated[str | None, typer.Option(help="only the agent runs of this grid's cells")] = None,
 ) -> None:
-    """Leaderboard numbers: weighted averages, gap-normalised scores, mean ± std over seeds, time and cost."""
-    from posttrainbench.scoring import import_published_baselines, scores_table
+    """Leaderboard numbers: weighted averages, gap-normalised scores, mean ± std over seeds, time and cost.
+    Runs with --limit or --max-tokens are smoke tests: listed apart, never ranked."""
+    from posttrainbench.scoring import scores_table
 
-    store = _store()
-    if published:
-        import_published_baselines(store)
-    out.print(scores_table(store, by=by))
+    out.print(scores_table(_store(), by=by, published=published, grid=grid))
 
 
 @app.command()
@@ -348,13 +348,15 @@ def baseline(
 def report(
     out_dir: Annotated[Path, typer.Option(help="folder for the static site")] = Path("ptb-report"),
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+    published: Annotated[bool, typer.Option(help="include the published base/instruct baselines")] = False,
+    grid: Annotated[str | None, typer.Option(help="only the agent runs of this grid's cells")] = None,
 ) -> None:
     """Build the static HTML leaderboard with charts, per-run pages and CSV/JSON exports."""
     import webbrowser
 
     from posttrainbench.report import build_report
 
-    index = build_report(_store(), out_dir)
+    index = build_report(_store(), out_dir, published=published, grid=grid)
     out.print(str(index))
     if open_:
         webbrowser.open(index.resolve().as_uri())

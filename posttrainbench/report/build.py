@@ -11,9 +11,10 @@ from posttrainbench.errors import PtbError
 from posttrainbench.report import artifacts
 from posttrainbench.report.charts import colors, draw_all
 from posttrainbench.scoring.leaderboard import leaderboard
+from posttrainbench.scoring.published import published_rows
 from posttrainbench.scoring.schema import RunScore, Stat
 from posttrainbench.scoring.tables import MISSING, Table, all_tables
-from posttrainbench.store import Store
+from posttrainbench.store import RunRow, Store
 
 HERE = Path(__file__).parent
 GENERATED = ("runs", "charts", "tables", "static")  # folders build_report owns inside out_dir
@@ -53,16 +54,18 @@ def build_report(store: Store, out_dir: Path, **options) -> Path:
     ))
     (out_dir / "runs").mkdir()
     run_template = env.get_template("run.html.jinja")
+    published = {r.id: r for r in published_rows()}
     for run in lb.runs:
         (out_dir / pages[run.id]).write_text(run_template.render(**common, root="../", run=run,
-                                                                 **_run_context(store, run)))
+                                                                 **_run_context(store, run, published)))
     return index
 
 
-def _run_context(store: Store, run: RunScore) -> dict:
+def _run_context(store: Store, run: RunScore, published: dict[str, RunRow]) -> dict:
     run_dir = Path(run.run_dir) if run.run_dir else None
     present = run_dir is not None and run_dir.is_dir()
-    row = store.get(run.id)
+    # published numbers read with --published are not stored: their row is built in memory
+    row = published[run.id] if run.id in published and not run.run_dir else store.get(run.id)
     return {
         "row": row,
         "stages": store.stages(run.id),

@@ -168,11 +168,14 @@ def scores_table(store: Store, by: str = "agent", **options) -> RichTable:
         for name in ("scaffold", "average", "95% CI", "own weights", "normalised", *lb.benchmarks,
                      "time used", "cost $", "flags"):
             table.add_column(name, justify="left" if name == "scaffold" else "right")
-        for e in lb.entries:
+        for e, following in zip(lb.entries, [*lb.entries[1:], None], strict=True):
+            # smoke tests (fewer items, capped tokens) sit below a rule, apart from full-test-set results
+            apart = following is not None and bool(following.smoke) and not e.smoke
             table.add_row(_rank(e), e.label, e.scaffold or MISSING, fmt_stat(e.average), _ci(e.average),
                           fmt_stat(e.average_own, std=False), fmt_stat(e.normalised, std=False),
                           *(fmt_stat(e.benchmarks[b], std=False) for b in lb.benchmarks),
-                          _pct_text(e.time_used), _money_text(e.cost_usd), str(len(e.flagged) or ""))
+                          _pct_text(e.time_used), _money_text(e.cost_usd), str(len(e.flagged) or ""),
+                          end_section=apart)
         return table
     columns = lb.benchmarks if by == "benchmark" else lb.models
     for name in columns:
