@@ -218,7 +218,10 @@ def test_run_pages_show_artifacts_or_say_not_available(store, tmp_path):
     assert rich.classes.count("step") == 4 and "$ python train.py --epochs 2" in text
     assert "epoch 2 loss 0.55" in text and "1,800 input" in text
     assert "instruct twin of the base model" in text and "huggingface.co" in text  # egress summary
-    assert "cosine_to_base" in text and "0.993" in text  # integrity evidence
+    assert "cosine_to_base" in text and "0.993" in text  # integrity evidence, collapsed under its summary
+    assert "not flagged" in text and "Error:" not in text
+    accuracy = store.metrics(RICH_RUN)["final"]["accuracy"]
+    assert f"{100 * accuracy:.1f}%" in text and f"{accuracy:.4f}" not in text  # the unit of every other screen
     assert "saved final_model" in text and "manifest.json" in text
     assert "not available" not in text
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from posttrainbench import units
 from posttrainbench.errors import PtbError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -85,8 +86,8 @@ def eval_(
     out_dir = out_dir or Path("ptb-eval") / benchmark
     metrics = evaluate(model_path, benchmark, base_model=base_model, out_dir=out_dir, limit=limit,
                        fewshot_mode=fewshot, shots=shots)
-    out.print(f"{benchmark}: accuracy {metrics['accuracy']:.4f} ± {metrics.get('stderr') or 0:.4f} "
-              f"({metrics.get('n_samples', '?')} items) → {out_dir / 'metrics.json'}")
+    out.print(f"{benchmark}: accuracy {units.percent(metrics['accuracy'])} ± {units.percent(metrics.get('stderr'))} "
+              f"({units.count(metrics.get('n_samples'))} items) → {out_dir / 'metrics.json'}")
 
 
 @app.command()
@@ -115,9 +116,9 @@ def show(run_id: str) -> None:
                       stage["error"] or "")
     out.print(table)
     for label, metrics in store.metrics(run_id).items():
-        out.print(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        out.print(f"{label}: " + ", ".join(f"{k} {units.metric(k, v)}" for k, v in sorted(metrics.items())))
     if row.score is not None:
-        out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + row.error if row.error else ''}")
+        out.print(f"score: {units.percent(row.score)} ({row.score_source}){' — ' + row.error if row.error else ''}")
     _print_egress(Path(row.run_dir))
 
 
@@ -418,7 +419,7 @@ def _store():
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
+    return units.percent(value)
 
 
 def _print_runs(rows) -> None:
@@ -428,7 +429,7 @@ def _print_runs(rows) -> None:
     for column in table.columns:
         column.overflow = "fold"
     for row in rows:
-        used = f"{row.time_used_s / 60:.1f} min" if row.time_used_s is not None else "—"
+        used = units.budget_share(row.time_used_s, row.hours if row.kind == "agent" else None)
         score = _pct(row.score) + (" (base)" if row.score_source == "base" else "")
         table.add_row(row.id, row.agent, row.model, row.benchmark, str(row.seed), row.status, score, used)
     out.print(table)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from posttrainbench import units
 from posttrainbench.errors import PtbError
 from posttrainbench.report import artifacts
 from posttrainbench.report.charts import colors, draw_all
@@ -95,7 +96,9 @@ def _export(table: Table, folder: Path) -> dict[str, str]:
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["jinja", "html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=_pct, pm=_pm, ci=_ci, hours=_hours, money=_money, pretty=_pretty, count=_count)
+    env.filters.update(pct=_pct, pm=_pm, ci=_ci, hours=units.duration, money=units.money, pretty=_pretty,
+                       count=units.count, metric=lambda value, name: units.metric(name, value),
+                       budget=units.budget_share)
     return env
 
 
@@ -111,19 +114,6 @@ def _ci(stat: Stat) -> str:
     return MISSING if not stat.ci else f"{100 * stat.ci[0]:.1f}–{100 * stat.ci[1]:.1f}"
 
 
-def _hours(seconds: float | None) -> str:
-    if seconds is None:
-        return MISSING
-    minutes = round(seconds / 60)
-    return f"{minutes // 60}:{minutes % 60:02d}"
-
-
-def _money(value: float | None) -> str:
-    return MISSING if value is None else f"${value:,.2f}"
-
-
-def _count(value: int | float | None) -> str:
-    return MISSING if value is None else f"{value:,.0f}"
 
 
 def _pretty(value) -> str:

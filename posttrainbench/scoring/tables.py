@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from rich.table import Table as RichTable
 
+from posttrainbench import units
 from posttrainbench.errors import PtbError
 from posttrainbench.scoring.leaderboard import leaderboard
 from posttrainbench.scoring.schema import Entry, Leaderboard, Stat
@@ -159,14 +160,13 @@ def scores_table(store: Store, by: str = "agent", **options) -> RichTable:
         raise PtbError(f"unknown view '{by}'; valid: {', '.join(VIEWS)}")
     lb = leaderboard(store, **options)
     if by == "run":
-        return _rich(run_table(lb), ["run", "agent", "model", "benchmark", "seed", "status", "score",
-                                     "score_source", "flag", "time_used_pct", "cost_usd", "note"])
+        return _run_view(lb)
     table = RichTable(title=_title(by), caption=_caption(lb))
     table.add_column("#", justify="right")
     table.add_column("agent")
     if by == "agent":
         for name in ("scaffold", "average", "95% CI", "own weights", "normalised", *lb.benchmarks,
-                     "time used", "cost $", "flags"):
+                     "time used", "cost", "flags"):
             table.add_column(name, justify="left" if name == "scaffold" else "right")
         for e, following in zip(lb.entries, [*lb.entries[1:], None], strict=True):
             # smoke tests (fewer items, capped tokens) sit below a rule, apart from full-test-set results
@@ -186,12 +186,15 @@ def scores_table(store: Store, by: str = "agent", **options) -> RichTable:
     return table
 
 
-def _rich(t: Table, columns: list[str]) -> RichTable:
-    table = RichTable(title=t.title)
-    for c in columns:
-        table.add_column(c)
-    for row in t.rows:
-        table.add_row(*(MISSING if row[c] is None else str(row[c]) for c in columns))
+def _run_view(lb: Leaderboard) -> RichTable:
+    table = RichTable(title="Runs (score %, time used of the budget)")
+    for name in ("run", "agent", "model", "benchmark", "seed", "status", "score", "time used", "cost", "note"):
+        table.add_column(name, justify="right" if name in ("seed", "score", "cost") else "left")
+    for r in lb.runs:
+        score = units.percent(r.score, sign=False) + (f" ({r.source})" if r.source and r.source != "final" else "")
+        table.add_row(r.id, r.agent, r.model, r.benchmark, str(r.seed), r.status, score,
+                      units.budget_share(r.time_used_s, r.hours if r.kind == "agent" else None),
+                      units.money(r.cost_usd), r.flag or r.note or "")
     return table
 
 
@@ -218,4 +221,4 @@ def _pct_text(value: float | None) -> str:
 
 
 def _money_text(value: float | None) -> str:
-    return MISSING if value is None else f"{value:,.2f}"
+    return units.money(value)
