@@ -33,9 +33,35 @@ def _gpu_indices(count: int) -> list[int]:
     return list(range(count))
 
 
+# A login shell (Codex runs every command as `bash -lc`) reads /etc/profile, which sets PATH to the system's
+# directories, dropping the run's Python. bash then reads the first of ~/.bash_profile, ~/.bash_login, ~/.profile
+# (sh reads ~/.profile): these put the run's PATH back. PTB_PATH carries it, so the files hold no host path and
+# work under every sandbox backend.
+LOGIN_PROFILE = """# written by posttrainbench before each session: login shells see the run's Python environment
+if [ -n "${PTB_PATH:-}" ]; then PATH="$PTB_PATH"; export PATH; fi
+if [ -n "${BASH_VERSION:-}" ] && [ -f "$HOME/.bashrc" ]; then . "$HOME/.bashrc"; fi
+"""
+LOGIN_FILES = (".bash_profile", ".profile")
+
+
+def python_path() -> str:
+    """PATH of every sandboxed process: the run's interpreter (with torch, transformers, ...) first."""
+    return f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
+def shell_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus PTB_PATH, which the login profile restores PATH from."""
+    return env | {"PTB_PATH": env["PATH"]}
+
+
+def write_login_profile(home: Path) -> None:
+    for name in LOGIN_FILES:
+        (home / name).write_text(LOGIN_PROFILE)
+
+
 def agent_env(manifest: RunManifest) -> dict[str, str]:
     env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": python_path(),
         "HOME": SANDBOX_HOME,
         "USER": "agent",
         "LANG": "C.UTF-8",
@@ -109,12 +135,13 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
 
         def run_once(launch, seconds_left: float) -> sandbox.ExitInfo:
             launch.write_files(layout.home)
+            write_login_profile(layout.home)
             request = sandbox.SandboxRequest(
                 argv=egress.wrap(link.wrap(launch.argv) if link else launch.argv),
                 cwd=SANDBOX_TASK,
                 mounts=[*mounts(manifest, layout), *(sandbox.Mount(p, str(p)) for p in launch.mounts),
                         *(link.mounts if link else []), *egress.mounts],
-                env=agent_env(manifest) | launch.env | egress.env,
+                env=shell_env(agent_env(manifest) | launch.env | egress.env),
                 gpus=_gpu_indices(spec.gpus),
                 network=egress.network,
             )

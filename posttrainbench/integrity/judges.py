@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from posttrainbench import sandbox
 from posttrainbench.agents import AgentContext
+from posttrainbench.agents.launch import python_path, shell_env, write_login_profile
 from posttrainbench.egress.link import llm_link
 from posttrainbench.egress.metering import Upstream, upstreams_from_env
 from posttrainbench.errors import PtbError
@@ -119,6 +120,7 @@ def run_judge(number: int, manifest: RunManifest, layout: RunLayout, determinist
                            llm_base_url=link.base_url, llm_api_key=link.api_key)
         launch = importlib.import_module(f"posttrainbench.agents.{agent.scaffold}").prepare(ctx)
         launch.write_files(home)
+        write_login_profile(home)
         request = sandbox.SandboxRequest(
             argv=link.wrap(launch.argv),
             cwd=RUN_TASK,
@@ -132,8 +134,8 @@ def run_judge(number: int, manifest: RunManifest, layout: RunLayout, determinist
                 *[sandbox.Mount(p, str(p)) for p in launch.mounts],
                 *link.mounts,
             ],
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8", "TERM": "dumb",
-                 "TMPDIR": "/tmp", **launch.env},
+            env=shell_env({"PATH": python_path(), "HOME": HOME, "LANG": "C.UTF-8", "TERM": "dumb", "TMPDIR": "/tmp",
+                           **launch.env}),
         )
         info = sandbox.run(request, backend=backend, time_limit_s=time_limit_s, log_path=folder / "judge.log",
                            grace_s=10)
