@@ -100,11 +100,48 @@ def _llm_link(manifest: RunManifest, layout: RunLayout, network: str):
     scaffold = manifest.spec.agent.scaffold
     if scaffold == "reference":
         return nullcontext(None)
-    upstreams = upstreams_from_env()
-    if scaffold in LLM_SCAFFOLDS and not upstreams:
+    require_llm_key(scaffold)
+    return llm_link(layout.logs / "metering.jsonl", network, upstreams_from_env())
+
+
+def require_llm_key(scaffold: str) -> None:
+    if scaffold in LLM_SCAFFOLDS and not upstreams_from_env():
         raise PtbError(f"the {scaffold} agent needs an LLM API key in the harness's environment "
                        "(e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY); it never enters the sandbox")
-    return llm_link(layout.logs / "metering.jsonl", network, upstreams)
+
+
+def agent_failure(layout: RunLayout) -> str | None:
+    """One line saying why the agent failed, from agent_exit.json and the last error line of its log; None when it
+    finished normally. The text comes from inside the sandbox: print it escaped."""
+    try:
+        record = json.loads(layout.agent_exit.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") == "finished" and record.get("returncode") in (0, None):
+        return None
+    cause = _last_error_line(layout.agent_log)
+    detail = str(record.get("detail") or record.get("status") or "failed")
+    return f"{detail}: {cause}" if cause else detail
+
+
+def _last_error_line(log: Path, tail_bytes: int = 65536) -> str | None:
+    """The last line of a Python traceback's conclusion ('ValueError: ...') or, failing that, the last line."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, log.stat().st_size - tail_bytes))
+            lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    errors = [line for line in lines if _is_error(line)]
+    line = (errors or lines or [None])[-1]
+    return line[:300] if line else None
+
+
+def _is_error(line: str) -> bool:
+    name, sep, _ = line.partition(":")
+    parts = name.split(".")  # requests.exceptions.HTTPError
+    return bool(sep) and all(p.isidentifier() for p in parts) and parts[-1].endswith(
+        ("Error", "Exception", "Exit", "Interrupt"))
 
 
 def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap") -> sandbox.ExitInfo:

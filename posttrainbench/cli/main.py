@@ -29,7 +29,10 @@ def fail(message: str) -> None:
 
 
 def log(message: str) -> None:
-    console.print(f"[dim]ptb[/] {message}", highlight=False)
+    # messages may quote what an agent wrote (its crash line): never read them as markup
+    from rich.text import Text
+
+    console.print(Text.assemble(("ptb ", "dim"), message), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -48,6 +51,7 @@ def run(
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run
+    from posttrainbench.executors.preflight import check_machine
     from posttrainbench.specs import RunSpec, parse_agent
 
     spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
@@ -55,6 +59,7 @@ def run(
                  network=network, max_tokens=max_tokens)
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
+    check_machine(spec)
     store = _store()
     manifest = create_run(spec, store)
     log(f"run {manifest.run_id} in {store.get(manifest.run_id).run_dir}")

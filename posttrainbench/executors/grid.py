@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from posttrainbench import paths
+from posttrainbench import paths, units
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.cells import CellRow, Cells, GridInfo
 from posttrainbench.executors.failures import classify
@@ -237,7 +237,8 @@ class _Driver:
             run = self.store.get(row.run_id)
             self.update(ended.key, state="done", job_id=None, not_before=None, reason=None)
             note = f" ({run.error})" if run.score_source == "base" and run.error else ""
-            self.log(f"[green]{ended.key}: done[/], score {run.score} from the {run.score_source} model{note}")
+            self.log(f"[green]{ended.key}: done[/], score {units.percent(run.score)} from the {run.score_source} "
+                     f"model{note}")
             return
         if outcome.kind == "retry":
             if outcome.reopen:

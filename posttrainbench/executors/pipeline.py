@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from posttrainbench import paths
-from posttrainbench.agents.launch import run_agent
+from posttrainbench.agents.launch import agent_failure, run_agent
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
 from posttrainbench.specs import RunSpec
@@ -76,7 +76,7 @@ def execute(run_dir: Path, store: Store, *, backend: str | None = None, log: Cal
     run_id = manifest.run_id
     store.set_status(run_id, "running")
     try:
-        _stage(store, run_id, "agent", lambda: run_agent(manifest, layout, backend=backend or manifest.spec.sandbox), log)
+        _stage(store, run_id, "agent", lambda: _agent(manifest, layout, backend or manifest.spec.sandbox, log), log)
         _stage(store, run_id, "collect", lambda: _collect(manifest, layout), log)
         _stage(store, run_id, "integrity", lambda: _integrity(layout, log), log)
         _stage(store, run_id, "evaluate", lambda: _evaluate(manifest, layout, store, log), log)
@@ -95,6 +95,13 @@ def rescore(run_dir: Path, store: Store) -> RunRow:
     manifest = read_manifest(layout.manifest)
     _score(manifest, layout, store)
     return store.get(manifest.run_id)
+
+
+def _agent(manifest: RunManifest, layout: RunLayout, backend: str, log: Callable[[str], None]) -> None:
+    run_agent(manifest, layout, backend=backend)
+    failure = agent_failure(layout)
+    if failure:
+        log(f"agent: {failure}")
 
 
 def _collect(manifest: RunManifest, layout: RunLayout) -> None:
@@ -138,6 +145,9 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
     else:
         error_file = layout.results("final") / "error.txt"
         reason = collected.reason if collected.status != "ok" else error_file.read_text().strip()
+        failure = agent_failure(layout)
+        if collected.status != "ok" and failure:
+            reason = f"{reason}; the agent {failure}"
         score = Score(score=base, source="base", reason=reason, base=base)
     (layout.root / "score.json").write_text(score.model_dump_json(indent=2))
     time_used = json.loads(layout.agent_exit.read_text()).get("wall_seconds") if layout.agent_exit.exists() else None

@@ -1,0 +1,62 @@
+"""A first real run: preconditions checked before a run exists, and the agent's real failure on screen."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from posttrainbench.agents.launch import agent_failure
+from posttrainbench.errors import PtbError
+from posttrainbench.executors.preflight import check_machine
+from posttrainbench.specs import RunSpec, parse_agent
+from posttrainbench.workspace.layout import RunLayout
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_support import ptb  # noqa: E402
+
+
+def _spec(agent="reference", gpus=1):
+    return RunSpec(agent=parse_agent(agent), model="smollm2-135m", benchmark="gsm8k", gpus=gpus)
+
+
+def test_gpus_asked_for_must_exist(tmp_path):
+    with pytest.raises(PtbError, match="has none .* --gpus 0"):
+        check_machine(_spec(gpus=1), dev_root=tmp_path)
+    (tmp_path / "nvidiactl").touch()
+    (tmp_path / "nvidia0").touch()
+    check_machine(_spec(gpus=1), dev_root=tmp_path)
+    with pytest.raises(PtbError, match="more GPUs than this machine has \\(1\\)"):
+        check_machine(_spec(gpus=2), dev_root=tmp_path)
+    check_machine(_spec(gpus=0), dev_root=tmp_path / "nothing")
+
+
+def test_an_llm_agent_needs_a_key(monkeypatch, tmp_path):
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(PtbError, match="needs an LLM API key"):
+        check_machine(_spec("claude:claude-opus-4-6", gpus=0), dev_root=tmp_path)
+
+
+def test_a_run_that_cannot_start_is_never_stored():
+    result = ptb("run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--gpus", "1")
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("this machine has a GPU")
+    assert result.returncode == 1 and "--gpus 0" in result.stderr
+    from posttrainbench import paths
+    from posttrainbench.store import Store
+
+    assert Store(paths.store_path()).runs() == []
+
+
+def test_the_agent_crash_is_the_line_the_user_sees(tmp_path):
+    layout = RunLayout(tmp_path)
+    layout.logs.mkdir(parents=True)
+    layout.agent_log.write_text("loading data\nTraceback (most recent call last):\n  File \"x.py\", line 3\n"
+                                "requests.exceptions.HTTPError: 502 Server Error: Bad Gateway for url: "
+                                "https://huggingface.co/api/datasets\n[rich markup] stays text\n")
+    layout.agent_exit.write_text(json.dumps({"status": "crashed", "returncode": 1, "detail": "exited with 1"}))
+    assert agent_failure(layout) == ("exited with 1: requests.exceptions.HTTPError: 502 Server Error: Bad Gateway "
+                                     "for url: https://huggingface.co/api/datasets")
+    layout.agent_exit.write_text(json.dumps({"status": "finished", "returncode": 0, "detail": "exited with 0"}))
+    assert agent_failure(layout) is None
