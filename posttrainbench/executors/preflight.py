@@ -5,14 +5,16 @@ from pathlib import Path
 
 from posttrainbench.agents.launch import require_llm_key
 from posttrainbench.errors import PtbError
-from posttrainbench.specs import RunSpec
+from posttrainbench.specs import RunSpec, get_benchmark, get_model
 
 DEV = Path("/dev")
 
 
 def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
     """GPUs asked for are present; an LLM agent has a key for its provider. (Model and data are resolved by the
-    run's preparation, which also comes before the run is stored.)"""
+    run's preparation, which also comes before the run is stored.) A wrong model or benchmark id is named first."""
+    get_model(spec.model)
+    get_benchmark(spec.benchmark)
     if spec.gpus > 0:
         nodes = sorted(dev_root.glob("nvidia[0-9]*"))
         if not (dev_root / "nvidiactl").exists() or not nodes:
