@@ -58,5 +58,7 @@ def test_the_agent_crash_is_the_line_the_user_sees(tmp_path):
     layout.agent_exit.write_text(json.dumps({"status": "crashed", "returncode": 1, "detail": "exited with 1"}))
     assert agent_failure(layout) == ("exited with 1: requests.exceptions.HTTPError: 502 Server Error: Bad Gateway "
                                      "for url: https://huggingface.co/api/datasets")
+    layout.agent_log.write_text("socat: bind: Address already in use\n")  # chatter is no cause
+    assert agent_failure(layout) == "exited with 1"
     layout.agent_exit.write_text(json.dumps({"status": "finished", "returncode": 0, "detail": "exited with 0"}))
     assert agent_failure(layout) is None

@@ -16,6 +16,7 @@ from posttrainbench.egress.metering import read_log, upstreams_from_env
 from posttrainbench.egress.redact import redact_files, secrets_from_env
 from posttrainbench.egress.session import start_egress
 from posttrainbench.errors import PtbError
+from posttrainbench.specs import AgentSpec
 from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_HOME, SANDBOX_TASK, RunLayout
 from posttrainbench.workspace.manifest import RunManifest
 from posttrainbench.workspace.timer import write_timer
@@ -92,6 +93,14 @@ def mounts(manifest: RunManifest, layout: RunLayout) -> list[sandbox.Mount]:
     ]
 
 
+def user_mounts(agent: AgentSpec) -> list[sandbox.Mount]:
+    """The `--mount`s of a command agent; a source that is gone is an error before the agent starts."""
+    missing = [m.source for m in agent.mounts if not Path(m.source).exists()]
+    if missing:
+        raise PtbError(f"--mount source {missing[0]} does not exist")
+    return [sandbox.Mount(Path(m.source), m.target, writable=not m.read_only) for m in agent.mounts]
+
+
 LLM_SCAFFOLDS = ("claude", "codex", "gemini", "opencode")
 
 
@@ -125,7 +134,8 @@ def agent_failure(layout: RunLayout) -> str | None:
 
 
 def _last_error_line(log: Path, tail_bytes: int = 65536) -> str | None:
-    """The last line of a Python traceback's conclusion ('ValueError: ...') or, failing that, the last line."""
+    """The last line that concludes a Python traceback ('ValueError: ...'), if any: other log lines (a relay's
+    chatter, progress) say nothing about why the agent stopped."""
     try:
         with log.open("rb") as fh:
             fh.seek(max(0, log.stat().st_size - tail_bytes))
@@ -133,8 +143,7 @@ def _last_error_line(log: Path, tail_bytes: int = 65536) -> str | None:
     except OSError:
         return None
     errors = [line for line in lines if _is_error(line)]
-    line = (errors or lines or [None])[-1]
-    return line[:300] if line else None
+    return errors[-1][:300] if errors else None
 
 
 def _is_error(line: str) -> bool:
@@ -177,6 +186,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
                 argv=egress.wrap(link.wrap(launch.argv) if link else launch.argv),
                 cwd=SANDBOX_TASK,
                 mounts=[*mounts(manifest, layout), *(sandbox.Mount(p, str(p)) for p in launch.mounts),
+                        *user_mounts(spec.agent),
                         *(link.mounts if link else []), *egress.mounts],
                 env=shell_env(agent_env(manifest) | launch.env | egress.env),
                 gpus=_gpu_indices(spec.gpus),

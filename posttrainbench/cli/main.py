@@ -1,6 +1,5 @@
 """`ptb`: the command line."""
 
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -44,7 +43,10 @@ def run(
     gpus: Annotated[int, typer.Option(help="GPUs given to the agent")] = 1,
     seed: int = 0,
     limit: Annotated[int | None, typer.Option(help="evaluate only the first N test items")] = None,
-    command: Annotated[str | None, typer.Option(help="argv of a `command` agent (shell-quoted)")] = None,
+    command: Annotated[str | None, typer.Option(help="a `command` agent's shell line, run by `bash -c` in the "
+                                                "task dir (its environment: README, 'Command agents')")] = None,
+    mount: Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro]: a host path shown to a `command` agent "
+                                                    "at DST (repeatable)")] = None,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (no isolation: debugging only)")] = "bwrap",
     network: Annotated[str, typer.Option(help="proxied (logged, deny list), open, or offline")] = "proxied",
     max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item (CPU demos)")] = None,
@@ -54,7 +56,7 @@ def run(
     from posttrainbench.executors.preflight import check_machine
     from posttrainbench.specs import RunSpec, parse_agent
 
-    spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
+    spec = _spec(RunSpec, agent=parse_agent(agent, [command] if command else None, mount), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
                  network=network, max_tokens=max_tokens)
     if sandbox == "none":

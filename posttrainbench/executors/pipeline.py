@@ -147,7 +147,7 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
         reason = collected.reason if collected.status != "ok" else error_file.read_text().strip()
         failure = agent_failure(layout)
         if collected.status != "ok" and failure:
-            reason = f"{reason}; the agent {failure}"
+            reason = f"{reason}; agent {failure}"
         score = Score(score=base, source="base", reason=reason, base=base)
     (layout.root / "score.json").write_text(score.model_dump_json(indent=2))
     time_used = json.loads(layout.agent_exit.read_text()).get("wall_seconds") if layout.agent_exit.exists() else None

@@ -3,7 +3,7 @@ as a failed result, and the user learns the cause in one line."""
 
 from pathlib import Path
 
-from posttrainbench.agents.launch import require_llm_key
+from posttrainbench.agents.launch import require_llm_key, user_mounts
 from posttrainbench.errors import PtbError
 from posttrainbench.specs import RunSpec, get_benchmark, get_model
 
@@ -23,3 +23,4 @@ def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
         if len(nodes) < spec.gpus:
             raise PtbError(f"--gpus {spec.gpus} asks for more GPUs than this machine has ({len(nodes)})")
     require_llm_key(spec.agent.scaffold)
+    user_mounts(spec.agent)

@@ -5,7 +5,6 @@ because a grid of a hundred cells is written by hand and a bare pydantic locatio
 
 import hashlib
 import itertools
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -35,8 +34,9 @@ def _catalog_benchmark(name: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _split_command(value):
-    return shlex.split(value) if isinstance(value, str) else value
+def _shell_line(value):
+    # a string is one shell line, run by `bash -c` as written (a list stays an argv)
+    return [value] if isinstance(value, str) else value
 
 
 def _seed_list(value):
@@ -51,8 +51,8 @@ def _seed_list(value):
 class GridAgent(AgentSpec):
     model_config = ConfigDict(extra="forbid")
 
-    command: Annotated[list[str] | None, BeforeValidator(_split_command)] = Field(
-        None, description="argv of a `command` agent: a list, or one shell-quoted string"
+    command: Annotated[list[str] | None, BeforeValidator(_shell_line)] = Field(
+        None, description="a `command` agent's command: one shell line (run by `bash -c`), or an argv list"
     )
     label: str | None = Field(None, pattern=NAME_PATTERN, description="the agent's name in cell keys and tables")
     hours: float | None = Field(None, gt=0, description="this agent's budget, instead of the grid's")
