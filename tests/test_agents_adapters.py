@@ -339,3 +339,15 @@ def test_command_agent_sees_its_mounts_and_a_shell(tmp_path):
         parse_agent("reference", None, [f"{host}:/opt/mine"])
     with pytest.raises(PtbError, match="SRC:DST"):
         parse_agent("command", ["x"], ["/a:/b:rx"])
+
+
+def test_reference_and_command_trajectories_record_what_they_printed(tmp_path):
+    path = tmp_path / "agent.log"
+    path.write_text("[2026-01-01T00:00:01Z] loading base model\n[2026-01-01T00:00:01Z] 2 hub sets\n"
+                    "[2026-01-01T00:00:09Z] epoch 1 loss 0.91\n"
+                    "[2026-01-01T00:00:10Z] requests.exceptions.HTTPError: 502 Bad Gateway\n")
+    for scaffold in ("reference", "command"):
+        events = build_trajectory(path, scaffold)
+        assert [(e["kind"], e["step"]) for e in events] == [("output", 1), ("output", 2), ("error", 3)]
+        assert events[0]["text"] == "loading base model\n2 hub sets" and events[2]["is_error"]
+        assert "epoch 1 loss 0.91" in render(events)

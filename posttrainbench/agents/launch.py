@@ -4,7 +4,7 @@ import json
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from posttrainbench import sandbox
@@ -155,7 +155,8 @@ def _is_error(line: str) -> bool:
 
 def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap") -> sandbox.ExitInfo:
     spec = manifest.spec
-    deadline = time.time() + spec.hours * 3600
+    used = _close_earlier_attempt(layout)
+    deadline = time.time() + spec.hours * 3600 - used
     write_timer(layout.pristine / "timer.sh", deadline)
     ctx = AgentContext(
         agent=spec.agent,
@@ -169,6 +170,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
         task=layout.task,
     )
     with (
+        _recorded_interruption(layout),
         start_egress(spec.network, layout.root, base_model=manifest.model, benchmark=manifest.benchmark,
                      backend=backend) as egress,
         _llm_link(manifest, layout, egress.network) as link,
@@ -197,16 +199,51 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
 
         sessions = run_with_reprompt(ctx, run_once, deadline, stop=stop_reason)
         reason = stop_reason()
-    return _record(manifest, layout, sessions, reason)
+    return _record(manifest, layout, sessions, reason, earlier_s=used)
+
+
+@contextmanager
+def _recorded_interruption(layout: RunLayout):
+    """On Ctrl-C (or SIGTERM turned into KeyboardInterrupt), agent_exit.json still records the attempt and its time,
+    so that a resumed run knows how much of the budget is gone."""
+    started = time.time()
+    try:
+        yield
+    except KeyboardInterrupt:
+        layout.agent_exit.write_text(json.dumps({"status": "interrupted", "returncode": None,
+                                                 "wall_seconds": time.time() - started,
+                                                 "detail": "the harness was interrupted"}, indent=2))
+        raise
+
+
+def _close_earlier_attempt(layout: RunLayout) -> float:
+    """A run resumed after an interruption starts the agent again: the earlier attempt's agent_exit.json is kept
+    as agent_exit.attempt-N.json, its log stays in agent.log (the new attempt appends below a marker line), and its
+    time counts against the budget. Returns the seconds earlier attempts used."""
+    earlier = sorted(layout.logs.glob("agent_exit.attempt-*.json"))
+    if layout.agent_exit.exists():
+        target = layout.logs / f"agent_exit.attempt-{len(earlier) + 1}.json"
+        layout.agent_exit.rename(target)
+        earlier.append(target)
+    if layout.agent_log.is_file() and layout.agent_log.stat().st_size:
+        with layout.agent_log.open("a") as log:
+            log.write(f"[ptb] ---- agent attempt {len(earlier) + 1}: the run was resumed ----\n")
+    used = 0.0
+    for path in earlier:
+        try:
+            used += float(json.loads(path.read_text()).get("wall_seconds") or 0)
+        except (OSError, ValueError):
+            continue
+    return used
 
 
 def _record(manifest: RunManifest, layout: RunLayout, sessions: list[sandbox.ExitInfo],
-            stop_reason: str | None) -> sandbox.ExitInfo:
+            stop_reason: str | None, earlier_s: float = 0.0) -> sandbox.ExitInfo:
     """agent_exit.json: the last session's exit, the whole span, working time; then the trajectory."""
     last, first = sessions[-1], sessions[0]
     metering = layout.logs / "metering.jsonl"
     calls = read_log(metering) if metering.exists() else []
-    wall = sum(s.wall_seconds for s in sessions)
+    wall = sum(s.wall_seconds for s in sessions) + earlier_s  # attempts before an interruption count too
     summary = last.model_copy(update={"started_at": first.started_at, "wall_seconds": wall})
     record = summary.model_dump() | {
         "sessions": [s.model_dump() for s in sessions],

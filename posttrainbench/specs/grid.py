@@ -120,6 +120,7 @@ class Grid(BaseModel):
     sandbox: SandboxKind = "bwrap"
     network: NetworkMode = "proxied"
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items (tests, demos)")
+    max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens per item (CPU demos)")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
 
@@ -151,7 +152,7 @@ def expand(grid: Grid) -> list[Cell]:
         spec = RunSpec(agent=agent.spec(), model=model, benchmark=benchmark, seed=seed,
                        hours=grid.hours if agent.hours is None else agent.hours,
                        gpus=grid.gpus if agent.gpus is None else agent.gpus,
-                       sandbox=grid.sandbox, network=grid.network, limit=grid.limit)
+                       sandbox=grid.sandbox, network=grid.network, limit=grid.limit, max_tokens=grid.max_tokens)
         cells.append(Cell(key=f"{agent.key}/{model}/{benchmark}/{seed}", agent=agent.key, spec=spec))
     return cells
 
