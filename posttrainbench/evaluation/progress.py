@@ -13,6 +13,11 @@ from posttrainbench import units
 PREFIX = "PTB-PROGRESS "
 
 
+def emit(record: dict) -> None:
+    sys.stdout.write(PREFIX + json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
 @dataclass
 class ProgressReporter:
     """Turns progress lines into a message every `every_s` seconds (and at the end): items done of total,

@@ -33,7 +33,3 @@ class ProgressLines(Hooks):
             line = {"done": self.done, "total": self.total, "output_tokens": self.tokens}
         emit(line)
 
-
-def emit(record: dict) -> None:
-    sys.stdout.write(PREFIX + json.dumps(record) + "\n")
-    sys.stdout.flush()
