@@ -62,3 +62,56 @@ def test_the_agent_crash_is_the_line_the_user_sees(tmp_path):
     assert agent_failure(layout) == "exited with 1"
     layout.agent_exit.write_text(json.dumps({"status": "finished", "returncode": 0, "detail": "exited with 0"}))
     assert agent_failure(layout) is None
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_continue_and_resume_continues(tmp_path, small_model):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from posttrainbench import paths
+    from posttrainbench.store import Store
+
+    argv = [sys.executable, "-m", "posttrainbench.cli", "run", "--agent", "command", "--command",
+            "if [ -f attempted ]; then echo again; else touch attempted; echo started; sleep 600; fi", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--gpus", "0",
+            "--network", "offline", "--sandbox", "none", "--limit", "1", "--max-tokens", "8"]
+    harness = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        deadline = time.monotonic() + 600  # a hang guard; the loop waits on the agent's first line
+        logs = []
+        while not any("started" in log.read_text() for log in logs):
+            assert time.monotonic() < deadline and harness.poll() is None, harness.stderr.read()
+            time.sleep(0.2)
+            logs = list(paths.runs_dir().glob("*/logs/agent.log"))
+        harness.send_signal(signal.SIGINT)
+        _, stderr = harness.communicate(timeout=600)
+    finally:
+        harness.kill()
+    assert harness.returncode == 130, stderr
+    [row] = Store(paths.store_path()).runs()
+    assert f"ptb resume {row.id}" in stderr and row.status == "failed"
+    exit_info = json.loads((Path(row.run_dir) / "logs" / "agent_exit.json").read_text())
+    assert exit_info["status"] == "interrupted" and exit_info["wall_seconds"] > 0
+
+    resumed = ptb("resume", row.id[-6:])  # the short id is enough
+    assert "resuming run" in resumed.stderr and "agent: done" in resumed.stderr, resumed.stderr
+    row = Store(paths.store_path()).get(row.id)
+    assert row.status == "done" and row.score_source == "base"  # the second attempt left no model
+    assert "started" in (Path(row.run_dir) / "logs" / "agent.log").read_text()  # the first attempt's log is kept
+    assert (Path(row.run_dir) / "logs" / "agent_exit.attempt-1.json").is_file()
+    again = ptb("resume", row.id)
+    assert again.returncode == 1 and "nothing to resume" in again.stderr
+
+
+def test_a_resumed_agent_keeps_the_earlier_attempt_and_its_time(tmp_path):
+    from posttrainbench.agents.launch import _close_earlier_attempt
+
+    layout = RunLayout(tmp_path)
+    layout.logs.mkdir(parents=True)
+    layout.agent_log.write_text("[t] first attempt\n")
+    layout.agent_exit.write_text(json.dumps({"status": "interrupted", "wall_seconds": 120.0}))
+    assert _close_earlier_attempt(layout) == 120.0
+    assert not layout.agent_exit.exists() and (layout.logs / "agent_exit.attempt-1.json").is_file()
+    assert layout.agent_log.read_text().startswith("[t] first attempt\n[ptb] ---- agent attempt 2")
