@@ -412,6 +412,7 @@ def judge(
     judges: Annotated[int, typer.Option(help="number of LLM judges (majority vote)")] = 3,
     agent: Annotated[str, typer.Option(help="the judge: SCAFFOLD:MODEL")] = "codex:gpt-5.1-codex",
     rerun: Annotated[bool, typer.Option(help="run the judges again instead of reusing their verdicts")] = False,
+    timeout: Annotated[float, typer.Option(help="minutes each judge may take")] = 20.0,
 ) -> None:
     """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence."""
     from posttrainbench.integrity import check_run
@@ -419,7 +420,10 @@ def judge(
 
     store = _store()
     row = store.get(_run_id(store, run_id))
-    report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log)
+    if timeout <= 0:
+        fail("--timeout is a number of minutes above 0")
+    report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log,
+                       judge_time_limit_s=timeout * 60)
     for name, check in report.checks.items():
         out.print(f"{name}: {check.status}{' — ' + check.reason if check.reason else ''}")
     out.print("[bold red]flagged[/]: " + "; ".join(report.reasons) if report.flagged else "not flagged")
