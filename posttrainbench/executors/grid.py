@@ -228,7 +228,11 @@ class _Driver:
             attempt = attempts[key] + 1
             self.update(key, state="running", attempts=attempt, executor=self.runner.name, job_id=job_id,
                         placement=placement, reason=None)
-            self.log(f"{key}: attempt {attempt} started on {placement}")
+            run_id = self.cells.get(self.grid.name, key).run_id
+            logs = (Path(self.store.get(run_id).run_dir) / "logs") if run_id else None
+            # where to watch it: the agent's output, and the stages with evaluation progress
+            where = f"; follow {logs / 'agent.log'} and {logs / 'worker.log'}" if logs else ""
+            self.log(f"{key}: attempt {attempt} started on {placement}{where}")
 
     def settle(self, ended: Ended) -> None:
         row = self.cells.get(self.grid.name, ended.key)
