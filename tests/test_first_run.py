@@ -115,3 +115,13 @@ def test_a_resumed_agent_keeps_the_earlier_attempt_and_its_time(tmp_path):
     assert _close_earlier_attempt(layout) == 120.0
     assert not layout.agent_exit.exists() and (layout.logs / "agent_exit.attempt-1.json").is_file()
     assert layout.agent_log.read_text().startswith("[t] first attempt\n[ptb] ---- agent attempt 2")
+
+
+def test_gpus_is_a_count_everywhere(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("agents: [{scaffold: reference}]\nmodels: [smollm2-135m]\nbenchmarks: [gsm8k]\n")
+    both = ptb("grid", "run", str(grid), "--gpus", "1", "--gpu-ids", "0")
+    assert both.returncode == 1 and "not both" in both.stderr
+    if not Path("/dev/nvidiactl").exists():
+        more = ptb("grid", "run", str(grid), "--gpus", "1", env={"CUDA_VISIBLE_DEVICES": ""})
+        assert more.returncode == 1 and "has 0 GPU(s)" in more.stderr

@@ -156,3 +156,8 @@ def test_a_run_stored_before_a_new_default_setting_keeps_its_cell(tmp_path):
     store.db.execute("UPDATE grid_cells SET spec_hash='0000000000000000'")
     with pytest.raises(PtbError, match="other settings"):
         Cells(store).register(grid, cells, runs_dir=tmp_path, source=None)
+
+
+def test_grid_takes_the_evaluation_token_cap(tmp_path):
+    grid = load_grid(_write(tmp_path, GOOD.replace("seeds: 3", "seeds: 1\nmax_tokens: 64\nlimit: 5")))
+    assert {(c.spec.max_tokens, c.spec.limit) for c in expand(grid)} == {(64, 5)}
