@@ -265,7 +265,7 @@ def demo(
     store = _store()
     log("prepare: model, data, workspace")
     manifest = create_run(spec, store)
-    row = _execute(Path(store.get(manifest.run_id).run_dir), store)
+    row = _execute_resumable(manifest.run_id, store)
     metrics = store.metrics(row.id)
     _print_runs([row])
     base = metrics.get("base", {}).get("accuracy")
