@@ -75,7 +75,8 @@ def test_ctrl_c_says_how_to_continue_and_resume_continues(tmp_path, small_model)
     from posttrainbench.store import Store
 
     argv = [sys.executable, "-m", "posttrainbench.cli", "run", "--agent", "command", "--command",
-            "if [ -f attempted ]; then echo again; else touch attempted; echo started; sleep 600; fi", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--gpus", "0",
+            "if [ -f attempted ]; then echo again; else touch attempted; echo started; sleep 600; fi",
+            "--model", "smollm2-135m", "--benchmark", "gsm8k", "--gpus", "0",
             "--network", "offline", "--sandbox", "none", "--limit", "1", "--max-tokens", "8"]
     harness = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
     try:

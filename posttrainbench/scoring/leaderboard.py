@@ -15,7 +15,15 @@ import numpy as np
 
 from posttrainbench.scoring.bootstrap import intervals
 from posttrainbench.scoring.grid import Grid
-from posttrainbench.scoring.identity import Identity, command_hash, grid_labels, grid_runs, identity, started, test_access
+from posttrainbench.scoring.identity import (
+    Identity,
+    command_hash,
+    grid_labels,
+    grid_runs,
+    identity,
+    started,
+    test_access,
+)
 from posttrainbench.scoring.published import catalog_id, published_rows, published_weights
 from posttrainbench.scoring.schema import Cell, Entry, Leaderboard, RunScore, Stat
 from posttrainbench.scoring.usage import run_usage
