@@ -210,6 +210,8 @@ def trajectory(run_id: Annotated[str, typer.Argument(help="run id (a unique pref
 
     store = _store()
     row = store.get(_run_id(store, run_id))
+    if not row.run_dir:
+        fail(f"run {row.id} has no run directory (a published number)")
     path = Path(row.run_dir) / "trajectory.jsonl"
     if not path.is_file():
         fail(f"run {row.id} has no trajectory yet ({path}): its agent stage has not finished")
