@@ -18,6 +18,16 @@ def test_progress_lines_become_items_rate_and_time_left():
     assert said[1].startswith("evaluating the agent's model: 4/4 items") and "left" not in said[1]
 
 
+def test_a_quiet_batch_still_shows_it_is_alive():
+    said = []
+    reporter = ProgressReporter("the base model", said.append, quiet_s=0.0)
+    reporter.heartbeat()
+    assert said == []  # not started yet
+    reporter.feed(PREFIX + json.dumps({"done": 0, "total": 20, "output_tokens": 0}))
+    reporter.heartbeat()
+    assert said[0].startswith("evaluating the base model: 0/20 items after 0:00:0")
+
+
 @pytest.mark.slow
 def test_harness_evaluation_shows_progress_and_labels_its_inspect_log(small_model, tmp_path, shared_data):
     from posttrainbench.executors.evaluate import run_evaluation

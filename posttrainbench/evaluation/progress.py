@@ -26,8 +26,11 @@ class ProgressReporter:
     label: str
     log: Callable[[str], None]
     every_s: float = 15.0
+    quiet_s: float = 60.0  # a batched backend finishes its items together: say it is alive meanwhile
     started: float = 0.0
     last: float = 0.0
+    done: int = 0
+    total: int | None = None
 
     def feed(self, line: str) -> bool:
         """True when the line was a progress line (and is handled)."""
@@ -39,6 +42,7 @@ class ProgressReporter:
             return False
         now = time.monotonic()
         done, total = record.get("done") or 0, record.get("total")
+        self.done, self.total = done, total
         if done == 0:
             self.started = self.last = now
             return True
@@ -55,3 +59,10 @@ class ProgressReporter:
         self.log(message)
         return True
 
+    def heartbeat(self) -> None:
+        """Called now and then while the evaluation runs: a line when nothing was said for quiet_s."""
+        now = time.monotonic()
+        if self.started and now - self.last >= self.quiet_s:
+            self.last = now
+            total = self.total if self.total is not None else "?"
+            self.log(f"evaluating {self.label}: {self.done}/{total} items after {units.duration(now - self.started)}")

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ | OFFLINE)
+        ended = threading.Event()
+        beat = threading.Thread(target=_beat, args=(progress, ended), daemon=True)
+        beat.start()
         for line in proc.stdout:
             if progress.feed(line):
                 continue
@@ -65,6 +69,7 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
             if line.startswith("error: "):
                 last_error = line.removeprefix("error: ").strip()
         proc.wait()
+        ended.set()
     metrics_file = out_dir / "metrics.json"
     if proc.returncode != 0 or not metrics_file.is_file():
         reason = last_error or f"evaluation exited with code {proc.returncode}; see {log_path}"
@@ -73,6 +78,11 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
     log(f"{benchmark} accuracy of {label}: {units.percent(metrics['accuracy'])} on "
         f"{units.count(metrics.get('n_samples'))} items")
     return metrics
+
+
+def _beat(progress: ProgressReporter, ended: threading.Event) -> None:
+    while not ended.wait(5.0):
+        progress.heartbeat()
 
 
 def _base_key(manifest: RunManifest) -> str:
