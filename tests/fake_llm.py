@@ -62,6 +62,10 @@ def _shell_args(name: str, schema: dict, command: str) -> dict:
     if props.get(key, {}).get("type") == "array":
         value = ["bash", "-lc", command]
     args = {key: value}
+    # a step may import torch on a loaded machine: give it the longest wait the tool accepts, not its default
+    for name, limit in (("timeout_ms", 600_000), ("timeout", 600_000)):
+        if props.get(name, {}).get("type") in ("integer", "number"):
+            args[name] = limit
     if "description" in props:
         args["description"] = "scripted step"
     return args

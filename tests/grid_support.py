@@ -71,7 +71,8 @@ def write_grid(path: Path, stopper: Path, *, name: str, agent_seconds: float = 2
 
 
 def results(statuses) -> dict[str, tuple]:
-    return {s.key: (s.state, s.score_source, s.score, s.reason) for s in statuses}
+    """Cell outcomes; a reason's '; agent exit code ...' (the agent's own failure, asserted apart) is left off."""
+    return {s.key: (s.state, s.score_source, s.score, s.reason and s.reason.split("; agent ")[0]) for s in statuses}
 
 
 def gpu_use(run_dirs: list[Path]) -> list[tuple[str, float, float]]:

@@ -113,7 +113,10 @@ def test_opencode_launch_builtin_and_custom_providers(fake_installs, tmp_path):
 def test_command_agent_runs_as_given(tmp_path):
     ctx = context(tmp_path, "command", ["python", "solve.py", "--fast"])
     launch = launch_for(ctx)
-    assert launch.argv == ["python", "solve.py", "--fast"]
+    assert launch.argv == ["bash", "-c", "python solve.py --fast"]  # an argv, quoted word for word
+    line = "python solve.py 'a b' && echo $PTB_HOURS | tee hours.txt"
+    assert launch_for(context(tmp_path, "command", [line])).argv == ["bash", "-c", line]  # a shell line as written
+    assert launch_for(context(tmp_path, "command", ["python", "a b.py"])).argv == ["bash", "-c", "python 'a b.py'"]
     assert launch.env["PTB_PROMPT"] == "PROMPT TEXT" and launch.env["OPENAI_BASE_URL"] == BASE + "/v1"
     assert launch.env["ANTHROPIC_API_KEY"] == "ptb-dummy-key" and launch.files == {} and launch.mounts == []
     assert resume_launch(ctx, "MORE").env["PTB_RESUMED"] == "1"
@@ -303,3 +306,48 @@ def test_reprompt_stops_on_timeout_stop_signal_crash_loop_or_when_disabled(tmp_p
         run_once, launches = scripted_runs(clock, [10] * 10, statuses)
         outcomes = run_with_reprompt(ctx, run_once, deadline=7200, clock=clock, stop=lambda: stop)
         assert len(outcomes) == expected, statuses
+
+
+@pytest.mark.bwrap
+def test_command_agent_sees_its_mounts_and_a_shell(tmp_path):
+    """A command agent's shell line runs in the sandbox with --mount folders where it asked for them."""
+    import shutil
+
+    from posttrainbench import sandbox
+    from posttrainbench.agents.launch import user_mounts
+
+    if not shutil.which("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    host = tmp_path / "mine"
+    host.mkdir()
+    (host / "train.py").write_text("print('trained')\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    line = "python3 /opt/mine/train.py > /mnt/out/log.txt && echo \"$PTB_HOURS h\" >> /mnt/out/log.txt"
+    agent = parse_agent("command", [line], [f"{host}:/opt/mine:ro", f"{out}:/mnt/out"])
+    ctx = context(tmp_path, "command", [line])
+    ctx.agent = agent
+    launch = launch_for(ctx)
+    request = sandbox.SandboxRequest(argv=launch.argv, cwd="/", mounts=[*sandbox.python_mounts(), *user_mounts(agent)],
+                                     env={"PATH": "/usr/bin:/bin", **launch.env})
+    info = sandbox.run(request, backend="bwrap", time_limit_s=120, log_path=tmp_path / "agent.log", grace_s=1)
+    assert info.status == "finished", (tmp_path / "agent.log").read_text()
+    assert (out / "log.txt").read_text() == f"trained\n{ctx.hours} h\n"
+    with pytest.raises(PtbError, match="does not exist"):
+        user_mounts(parse_agent("command", ["x"], [f"{tmp_path / 'gone'}:/opt/gone"]))
+    with pytest.raises(PtbError, match="only a `command` agent"):
+        parse_agent("reference", None, [f"{host}:/opt/mine"])
+    with pytest.raises(PtbError, match="SRC:DST"):
+        parse_agent("command", ["x"], ["/a:/b:rx"])
+
+
+def test_reference_and_command_trajectories_record_what_they_printed(tmp_path):
+    path = tmp_path / "agent.log"
+    path.write_text("[2026-01-01T00:00:01Z] loading base model\n[2026-01-01T00:00:01Z] 2 hub sets\n"
+                    "[2026-01-01T00:00:09Z] epoch 1 loss 0.91\n"
+                    "[2026-01-01T00:00:10Z] requests.exceptions.HTTPError: 502 Bad Gateway\n")
+    for scaffold in ("reference", "command"):
+        events = build_trajectory(path, scaffold)
+        assert [(e["kind"], e["step"]) for e in events] == [("output", 1), ("output", 2), ("error", 3)]
+        assert events[0]["text"] == "loading base model\n2 hub sets" and events[2]["is_error"]
+        assert "epoch 1 loss 0.91" in render(events)

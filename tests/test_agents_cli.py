@@ -14,6 +14,7 @@ import pytest
 from posttrainbench import sandbox
 from posttrainbench.agents import AgentContext, launch_for
 from posttrainbench.agents.install import PACKAGES, install_agents
+from posttrainbench.agents.launch import python_path, shell_env, write_login_profile
 from posttrainbench.agents.reprompt import resume_launch, run_with_reprompt
 from posttrainbench.agents.trajectory import build_trajectory, render, working_seconds
 from posttrainbench.egress.link import llm_link
@@ -81,14 +82,16 @@ def run_agent(root: Path, agent: str, fake_url: str, fake: FakeLLM, *, reprompt_
                            home=home, task=home / "task", llm_base_url=link.base_url, llm_api_key=link.api_key)
 
         def run_once(launch, seconds_left):
+            # the harness's own shell environment: its Python mounted and first on PATH, login shells included
             launch.write_files(home)
+            write_login_profile(home)
             request = sandbox.SandboxRequest(
                 argv=link.wrap(launch.argv),
                 cwd=TASK,
-                mounts=[sandbox.Mount(home, HOME, writable=True),
+                mounts=[*sandbox.python_mounts(), sandbox.Mount(home, HOME, writable=True),
                         *[sandbox.Mount(p, str(p)) for p in launch.mounts], *link.mounts],
-                env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "TERM": "dumb", "LANG": "C.UTF-8",
-                     **launch.env},
+                env=shell_env({"PATH": python_path(), "HOME": HOME, "TERM": "dumb", "LANG": "C.UTF-8",
+                               **launch.env}),
             )
             return sandbox.run(request, backend="bwrap", time_limit_s=max(seconds_left, 1), log_path=root / "agent.log",
                                grace_s=5)
@@ -167,6 +170,22 @@ def test_cli_runs_script_in_sandbox(name, agent_clis, tmp_path):
     assert proxy_result["tokens"] == {"input": usage["input"], "cached": usage["cached"], "output": usage["output"]}
     assert [e["step"] for e in events] == list(range(1, len(events) + 1))
     assert "python3 -c" in render(events)
+
+
+IMPORTS = "python3 -c 'import sys, torch, transformers; print(sys.executable, torch.__name__, transformers.__name__)'"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_every_cli_shell_sees_the_run_python(name, agent_clis, tmp_path):
+    """Each CLI's own shell tool (Codex's is a login shell, `bash -lc`, which resets PATH in /etc/profile) runs
+    the run's interpreter, with torch and transformers."""
+    with FakeLLM([f"{IMPORTS} > imports.txt 2>&1"]) as fake:
+        run = run_agent(tmp_path, AGENTS[name], fake.url, fake, budget_s=900.0)
+    assert run.outcomes[-1].status == "finished", run.outcomes[-1].detail
+    found = (run.task / "imports.txt").read_text()
+    executable, *modules = found.split()
+    assert Path(executable).parent == Path(sys.executable).parent and modules == ["torch", "transformers"], found
 
 
 def test_provider_errors_are_retried_and_visible(agent_clis, tmp_path):

@@ -20,6 +20,7 @@ agents:
   - label: script
     scaffold: command
     command: python -c 'print("hi there")'
+    mounts: ["/opt/data:/opt/data:ro"]
   - scaffold: reference
     hours: 1
     gpus: 0
@@ -41,11 +42,12 @@ def test_expand_is_the_cartesian_product_with_stable_keys(tmp_path):
     first = cells[0]
     assert first.key == "claude:claude-opus-4-6@high/qwen3-1.7b-base/gsm8k/0"
     assert (first.spec.hours, first.spec.gpus, first.spec.agent.effort) == (5, 2, "high")
-    # A Hugging Face id is stored as the catalog id; a command string is split like a shell would.
+    # A Hugging Face id is stored as the catalog id; a command string is one shell line, run by `bash -c`.
     assert {c.spec.model for c in cells} == {"qwen3-1.7b-base", "qwen3-4b-base"}
     script = next(c for c in cells if c.agent == "script")
-    assert script.spec.agent.command == ["python", "-c", 'print("hi there")']
+    assert script.spec.agent.command == ['python -c \'print("hi there")\'']
     assert script.key.startswith("script/")
+    assert [str(m) for m in script.spec.agent.mounts] == ["/opt/data:/opt/data:ro"]
     quick = next(c for c in cells if c.agent == "reference-1h-0gpu")
     assert (quick.spec.hours, quick.spec.gpus) == (1, 0)
     # Keys depend only on agent, model, benchmark and seed: a longer budget keeps them, but not the spec hash.
@@ -131,3 +133,31 @@ def test_name_must_be_usable_as_a_folder(tmp_path):
     with pytest.raises(PtbError, match=r"grid.yaml:1: name: String should match pattern"):
         load_grid(_write(tmp_path, "name: ../x\nagents: [{scaffold: reference}]\nmodels: [qwen3-1.7b-base]\n"
                                    "benchmarks: [gsm8k]\n"))
+
+
+def test_a_run_stored_before_a_new_default_setting_keeps_its_cell(tmp_path):
+    """A field added to the specs later (with its default) does not make an existing cell's run 'other settings'."""
+    from posttrainbench.executors.cells import Cells
+    from posttrainbench.store import Store
+
+    grid = load_grid(_write(tmp_path, GOOD))
+    cells = expand(grid)[:1]
+    store = Store(tmp_path / "ptb.sqlite")
+    Cells(store).register(grid, cells, runs_dir=tmp_path, source=None)
+    old = cells[0].spec.model_dump()
+    del old["agent"]["mounts"]  # as stored before mounts existed
+    store.add_run("old", kind="agent", agent=cells[0].agent, model="m", benchmark="b", seed=0, hours=5,
+                  run_dir=tmp_path, spec=old)
+    Cells(store).update(grid.name, cells[0].key, run_id="old")
+    store.db.execute("UPDATE grid_cells SET spec_hash='0000000000000000'")  # the hash of the older spec
+    Cells(store).register(grid, cells, runs_dir=tmp_path, source=None)
+    changed = cells[0].spec.model_copy(update={"hours": 1.0})
+    store.db.execute("UPDATE runs SET spec=? WHERE id='old'", (changed.model_dump_json(),))
+    store.db.execute("UPDATE grid_cells SET spec_hash='0000000000000000'")
+    with pytest.raises(PtbError, match="other settings"):
+        Cells(store).register(grid, cells, runs_dir=tmp_path, source=None)
+
+
+def test_grid_takes_the_evaluation_token_cap(tmp_path):
+    grid = load_grid(_write(tmp_path, GOOD.replace("seeds: 3", "seeds: 1\nmax_tokens: 64\nlimit: 5")))
+    assert {(c.spec.max_tokens, c.spec.limit) for c in expand(grid)} == {(64, 5)}

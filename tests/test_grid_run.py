@@ -63,6 +63,7 @@ def test_sigkill_mid_grid_then_resume(tmp_path, stopper):
     statuses = resume_grid("killed", gpus=[0, 1], poll_s=0.2)
 
     assert results(statuses) == EXPECTED
+    assert all("; agent exit code 3" in s.reason for s in statuses if s.key.startswith("crasher"))
     runs = store.runs()
     assert sorted(r.id for r in runs) == sorted(s.run_id for s in statuses)  # one run per cell: none lost or doubled
     by_key = {s.key: s for s in statuses}

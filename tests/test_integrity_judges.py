@@ -101,3 +101,30 @@ def test_judges_vote_and_combine_with_deterministic_flags(claude_cli, tmp_path, 
                            log=lambda _: None)
     assert report.checks["judges"].numbers["votes"] == {"contamination": 0, "disallowed_model": 0, "api_misuse": 0}
     assert [flag for flag, raised in report.flags.items() if raised] == ["api_misuse"]
+
+
+def test_the_provider_is_checked_before_any_judge_starts():
+    """A missing key or an endpoint that does not answer is one line at once, not a judge retrying for an hour."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from posttrainbench.errors import PtbError
+    from posttrainbench.integrity.judges import check_provider
+
+    codex = parse_agent("codex:gpt-5.1-codex")
+    with pytest.raises(PtbError, match="needs OPENAI_API_KEY"):
+        check_provider(codex, {"anthropic": Upstream("http://127.0.0.1:9", "k" * 20)})
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with pytest.raises(PtbError, match="cannot be reached"):
+        check_provider(codex, {"openai": Upstream(f"http://127.0.0.1:{closed}", "k" * 20)}, timeout_s=30)
+
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)  # answers HEAD with 501: reachable
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check_provider(codex, {"openai": Upstream(f"http://127.0.0.1:{server.server_port}", "k" * 20)}, timeout_s=30)
+    finally:
+        server.shutdown()

@@ -40,7 +40,7 @@ def test_bad_input_is_one_clear_line(args, expected):
 def test_unwritable_runs_dir(tmp_path, small_model):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = ptb("run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "humaneval",
+    result = ptb("run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "humaneval", "--gpus", "0",
                  env={"PTB_RUNS": str(blocker / "runs")})
     assert result.returncode == 1
     assert "cannot create the run directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1

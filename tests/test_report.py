@@ -218,7 +218,10 @@ def test_run_pages_show_artifacts_or_say_not_available(store, tmp_path):
     assert rich.classes.count("step") == 4 and "$ python train.py --epochs 2" in text
     assert "epoch 2 loss 0.55" in text and "1,800 input" in text
     assert "instruct twin of the base model" in text and "huggingface.co" in text  # egress summary
-    assert "cosine_to_base" in text and "0.993" in text  # integrity evidence
+    assert "cosine_to_base" in text and "0.993" in text  # integrity evidence, collapsed under its summary
+    assert "not flagged" in text and "Error:" not in text
+    accuracy = store.metrics(RICH_RUN)["final"]["accuracy"]
+    assert f"{100 * accuracy:.1f}%" in text and f"{accuracy:.4f}" not in text  # the unit of every other screen
     assert "saved final_model" in text and "manifest.json" in text
     assert "not available" not in text
 
@@ -246,3 +249,12 @@ def test_report_folder_is_rebuilt_but_a_foreign_folder_is_refused(store, tmp_pat
     with pytest.raises(PtbError, match="not empty"):
         build_report(store, foreign, bootstrap=0)
     assert (foreign / "runs" / "r1").is_dir()
+
+
+def test_published_baselines_in_a_report_store_nothing(tmp_path):
+    from posttrainbench.report import build_report
+
+    store = Store(tmp_path / "ptb.sqlite")
+    index = build_report(store, tmp_path / "site", published=True, bootstrap=0)
+    assert "Official instruct (published)" in index.read_text()
+    assert store.runs() == []

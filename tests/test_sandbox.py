@@ -281,12 +281,14 @@ def test_interrupted_harness_leaves_no_orphans(bwrap, run_dir, sig):
     log = run_dir / "harness.log"
     harness = subprocess.Popen([sys.executable, "-c", HARNESS, str(run_dir / "task"), marker, str(log)])
     try:
-        deadline = time.monotonic() + 20
+        # wait on events (the sandbox says it is ready; the harness exits); the limits only catch a hang, so they
+        # are wide enough for a loaded machine
+        deadline = time.monotonic() + 300
         while not (log.exists() and "ready" in log.read_text()):
             assert time.monotonic() < deadline and harness.poll() is None, "sandbox never started"
             time.sleep(0.05)
         harness.send_signal(sig)
-        code = harness.wait(timeout=10)
+        code = harness.wait(timeout=300)
     finally:
         harness.kill()
     assert code == -sig  # Python dies of an unhandled KeyboardInterrupt by SIGINT, too

@@ -74,3 +74,18 @@ def test_store_survives_a_harness_killed_mid_run(tmp_path):
     assert reopened.stages("crashing")[0]["status"] == "failed"
     intact = reopened.get("finished")
     assert intact.status == "done" and reopened.metrics("finished") == {"final": {"accuracy": 0.5}}
+
+
+def test_a_unique_prefix_names_a_run_like_git(tmp_path):
+    store = Store(tmp_path / "ptb.sqlite")
+    for run_id in ("20260101-120000-a1b2c3", "20260101-120001-a1ff00", "published-instruct-m-gsm8k"):
+        store.add_run(run_id, kind="agent", agent="reference", model="m", benchmark="gsm8k", seed=0, hours=1.0,
+                      run_dir=tmp_path, spec={})
+    assert store.resolve("20260101-120000-a1b2c3") == "20260101-120000-a1b2c3"
+    assert store.resolve("a1b") == "20260101-120000-a1b2c3"  # the short id tables show
+    assert store.resolve("20260101-120001") == "20260101-120001-a1ff00"
+    assert store.resolve("published") == "published-instruct-m-gsm8k"
+    with pytest.raises(PtbError, match="'a1' names 2 runs"):
+        store.resolve("a1")
+    with pytest.raises(PtbError, match="no run 'zz'"):
+        store.resolve("zz")

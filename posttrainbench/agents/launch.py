@@ -4,10 +4,10 @@ import json
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from posttrainbench import sandbox
+from posttrainbench import sandbox, untrusted
 from posttrainbench.agents import AgentContext
 from posttrainbench.agents.reprompt import run_with_reprompt
 from posttrainbench.agents.trajectory import build_trajectory, working_seconds, write_trajectory
@@ -17,6 +17,7 @@ from posttrainbench.egress.redact import redact_files, secrets_from_env
 from posttrainbench.egress.session import start_egress
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation.service import EvalService
+from posttrainbench.specs import AgentSpec
 from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_HOME, SANDBOX_TASK, RunLayout
 from posttrainbench.workspace.manifest import RunManifest
 from posttrainbench.workspace.timer import write_timer
@@ -38,9 +39,35 @@ def _gpu_indices(count: int) -> list[int]:
     return list(range(count))
 
 
+# A login shell (Codex runs every command as `bash -lc`) reads /etc/profile, which sets PATH to the system's
+# directories, dropping the run's Python. bash then reads the first of ~/.bash_profile, ~/.bash_login, ~/.profile
+# (sh reads ~/.profile): these put the run's PATH back. PTB_PATH carries it, so the files hold no host path and
+# work under every sandbox backend.
+LOGIN_PROFILE = """# written by posttrainbench before each session: login shells see the run's Python environment
+if [ -n "${PTB_PATH:-}" ]; then PATH="$PTB_PATH"; export PATH; fi
+if [ -n "${BASH_VERSION:-}" ] && [ -f "$HOME/.bashrc" ]; then . "$HOME/.bashrc"; fi
+"""
+LOGIN_FILES = (".bash_profile", ".profile")
+
+
+def python_path() -> str:
+    """PATH of every sandboxed process: the run's interpreter (with torch, transformers, ...) first."""
+    return f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
+def shell_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus PTB_PATH, which the login profile restores PATH from."""
+    return env | {"PTB_PATH": env["PATH"]}
+
+
+def write_login_profile(home: Path) -> None:
+    for name in LOGIN_FILES:
+        (home / name).write_text(LOGIN_PROFILE)
+
+
 def agent_env(manifest: RunManifest) -> dict[str, str]:
     env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": python_path(),
         "HOME": SANDBOX_HOME,
         "USER": "agent",
         "LANG": "C.UTF-8",
@@ -72,6 +99,14 @@ def mounts(manifest: RunManifest, layout: RunLayout) -> list[sandbox.Mount]:
     ]
 
 
+def user_mounts(agent: AgentSpec) -> list[sandbox.Mount]:
+    """The `--mount`s of a command agent; a source that is gone is an error before the agent starts."""
+    missing = [m.source for m in agent.mounts if not Path(m.source).exists()]
+    if missing:
+        raise PtbError(f"--mount source {missing[0]} does not exist")
+    return [sandbox.Mount(Path(m.source), m.target, writable=not m.read_only) for m in agent.mounts]
+
+
 LLM_SCAFFOLDS = ("claude", "codex", "gemini", "opencode")
 
 
@@ -80,11 +115,15 @@ def _llm_link(manifest: RunManifest, layout: RunLayout, network: str):
     scaffold = manifest.spec.agent.scaffold
     if scaffold == "reference":
         return nullcontext(None)
-    upstreams = upstreams_from_env()
-    if scaffold in LLM_SCAFFOLDS and not upstreams:
+    require_llm_key(scaffold)
+    return llm_link(layout.logs / "metering.jsonl", network, upstreams_from_env(),
+                    limits=Limits.of(manifest.spec.llm))
+
+
+def require_llm_key(scaffold: str) -> None:
+    if scaffold in LLM_SCAFFOLDS and not upstreams_from_env():
         raise PtbError(f"the {scaffold} agent needs an LLM API key in the harness's environment "
                        "(e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY); it never enters the sandbox")
-    return llm_link(layout.logs / "metering.jsonl", network, upstreams, limits=Limits.of(manifest.spec.llm))
 
 
 def _eval_service(manifest: RunManifest, layout: RunLayout, deadline: float, backend: str):
@@ -96,9 +135,45 @@ def _eval_service(manifest: RunManifest, layout: RunLayout, deadline: float, bac
                        env=_passthrough_env())
 
 
+def agent_failure(layout: RunLayout) -> str | None:
+    """One line saying why the agent failed, from agent_exit.json and the last error line of its log; None when it
+    finished normally. The text comes from inside the sandbox: it is cleaned of control sequences here and must
+    still be escaped before rich markup."""
+    try:
+        record = json.loads(layout.agent_exit.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") == "finished" and record.get("returncode") in (0, None):
+        return None
+    cause = _last_error_line(layout.agent_log)
+    detail = str(record.get("detail") or record.get("status") or "failed")
+    return untrusted.clean_text(f"{detail}: {cause}" if cause else detail, limit=500)
+
+
+def _last_error_line(log: Path, tail_bytes: int = 65536) -> str | None:
+    """The last line that concludes a Python traceback ('ValueError: ...'), if any: other log lines (a relay's
+    chatter, progress) say nothing about why the agent stopped."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, log.stat().st_size - tail_bytes))
+            lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    errors = [line for line in lines if _is_error(line)]
+    return errors[-1][:300] if errors else None
+
+
+def _is_error(line: str) -> bool:
+    name, sep, _ = line.partition(":")
+    parts = name.split(".")  # requests.exceptions.HTTPError
+    return bool(sep) and all(p.isidentifier() for p in parts) and parts[-1].endswith(
+        ("Error", "Exception", "Exit", "Interrupt"))
+
+
 def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap") -> sandbox.ExitInfo:
     spec = manifest.spec
-    deadline = time.time() + spec.hours * 3600
+    used = _close_earlier_attempt(layout)
+    deadline = time.time() + spec.hours * 3600 - used
     write_timer(layout.pristine / "timer.sh", deadline)
     ctx = AgentContext(
         agent=spec.agent,
@@ -113,6 +188,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
         evaluation_service=spec.test_access == "hidden",
     )
     with (
+        _recorded_interruption(layout),
         start_egress(spec.network, layout.root, base_model=manifest.model, benchmark=manifest.benchmark,
                      backend=backend) as egress,
         _llm_link(manifest, layout, egress.network) as link,
@@ -126,12 +202,14 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
 
         def run_once(launch, seconds_left: float) -> sandbox.ExitInfo:
             launch.write_files(layout.home)
+            write_login_profile(layout.home)
             request = sandbox.SandboxRequest(
                 argv=egress.wrap(link.wrap(launch.argv) if link else launch.argv),
                 cwd=SANDBOX_TASK,
                 mounts=[*mounts(manifest, layout), *(sandbox.Mount(p, str(p)) for p in launch.mounts),
+                        *user_mounts(spec.agent),
                         *(link.mounts if link else []), *egress.mounts, *([service.mount] if service else [])],
-                env=agent_env(manifest) | launch.env | egress.env,
+                env=shell_env(agent_env(manifest) | launch.env | egress.env),
                 gpus=_gpu_indices(spec.gpus),
                 network=egress.network,
                 identity=str(layout.root.resolve()),
@@ -142,16 +220,51 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
 
         sessions = run_with_reprompt(ctx, run_once, deadline, stop=stop_reason)
         reason = stop_reason()
-    return _record(manifest, layout, sessions, reason)
+    return _record(manifest, layout, sessions, reason, earlier_s=used)
+
+
+@contextmanager
+def _recorded_interruption(layout: RunLayout):
+    """On Ctrl-C (or SIGTERM turned into KeyboardInterrupt), agent_exit.json still records the attempt and its time,
+    so that a resumed run knows how much of the budget is gone."""
+    started = time.time()
+    try:
+        yield
+    except KeyboardInterrupt:
+        layout.agent_exit.write_text(json.dumps({"status": "interrupted", "returncode": None,
+                                                 "wall_seconds": time.time() - started,
+                                                 "detail": "the harness was interrupted"}, indent=2))
+        raise
+
+
+def _close_earlier_attempt(layout: RunLayout) -> float:
+    """A run resumed after an interruption starts the agent again: the earlier attempt's agent_exit.json is kept
+    as agent_exit.attempt-N.json, its log stays in agent.log (the new attempt appends below a marker line), and its
+    time counts against the budget. Returns the seconds earlier attempts used."""
+    earlier = sorted(layout.logs.glob("agent_exit.attempt-*.json"))
+    if layout.agent_exit.exists():
+        target = layout.logs / f"agent_exit.attempt-{len(earlier) + 1}.json"
+        layout.agent_exit.rename(target)
+        earlier.append(target)
+    if layout.agent_log.is_file() and layout.agent_log.stat().st_size:
+        with layout.agent_log.open("a") as log:
+            log.write(f"[ptb] ---- agent attempt {len(earlier) + 1}: the run was resumed ----\n")
+    used = 0.0
+    for path in earlier:
+        try:
+            used += float(json.loads(path.read_text()).get("wall_seconds") or 0)
+        except (OSError, ValueError):
+            continue
+    return used
 
 
 def _record(manifest: RunManifest, layout: RunLayout, sessions: list[sandbox.ExitInfo],
-            stop_reason: str | None) -> sandbox.ExitInfo:
+            stop_reason: str | None, earlier_s: float = 0.0) -> sandbox.ExitInfo:
     """agent_exit.json: the last session's exit, the whole span, working time; then the trajectory."""
     last, first = sessions[-1], sessions[0]
     metering = layout.logs / "metering.jsonl"
     calls = read_log(metering) if metering.exists() else []
-    wall = sum(s.wall_seconds for s in sessions)
+    wall = sum(s.wall_seconds for s in sessions) + earlier_s  # attempts before an interruption count too
     summary = last.model_copy(update={"started_at": first.started_at, "wall_seconds": wall})
     record = summary.model_dump() | {
         "sessions": [s.model_dump() for s in sessions],

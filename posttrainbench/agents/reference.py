@@ -35,5 +35,7 @@ def prepare(ctx: AgentContext) -> AgentLaunch:
         "OMP_NUM_THREADS": str(cpu_count()),
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
+        # the libraries' deprecation notices say nothing about the run and drown its log on screen
+        "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
     }
     return AgentLaunch(argv=argv, env=env)

@@ -1,7 +1,7 @@
 """One trajectory format for every scaffold, converted from the CLI's stdout in the agent log.
 
 Each event is one JSON line: `t` (ISO time), `step` (1, 2, ... in order), `kind` (assistant | tool_call |
-tool_result | error | result) and, where they apply, `text`, `tool`, `input`, `output` (truncated), `tokens`
+tool_result | output | error | result) and, where they apply, `text`, `tool`, `input`, `output` (truncated), `tokens`
 ({input, cached, output}), `cost_usd`, `is_error`, `source`. Lines of the log that are not the CLI's JSON
 (stderr warnings) are left out. Provider errors the metering proxy retried become `error` events, and the
 proxy's totals a final `result` event with source "proxy".
@@ -206,7 +206,32 @@ def opencode_events(log: str) -> list[dict]:
     return events
 
 
-PARSERS = {"claude": claude_events, "codex": codex_events, "gemini": gemini_events, "opencode": opencode_events}
+MAX_OUTPUT_EVENTS = 2000
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?::|$)")
+
+
+def output_events(log: str) -> list[dict]:
+    """A program without a structured transcript (the reference agent, a command agent): what it printed, one
+    `output` event per second of output (an exception's conclusion as an `error`). Past MAX_OUTPUT_EVENTS events
+    the earliest are dropped: the end of a run says more than its start."""
+    events: list[dict] = []
+    for raw in log.splitlines():
+        match = _STAMP.match(raw)
+        t = match.group(1) if match else None
+        line = (raw[match.end():] if match else raw).rstrip()
+        if not line.strip():
+            continue
+        if _EXCEPTION.match(line.strip()):
+            events.append(_event(t, "error", text=line.strip(), is_error=True))
+        elif events and events[-1]["kind"] == "output" and events[-1]["t"] == t:
+            events[-1]["text"] = _clip(events[-1]["text"] + "\n" + line)
+        else:
+            events.append(_event(t, "output", text=line))
+    return events[-MAX_OUTPUT_EVENTS:]
+
+
+PARSERS = {"claude": claude_events, "codex": codex_events, "gemini": gemini_events, "opencode": opencode_events,
+           "reference": output_events, "command": output_events}
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -246,8 +271,7 @@ def metering_events(calls: list[dict]) -> list[dict]:
 
 
 def build_trajectory(agent_log: Path, scaffold: str, metering_log: Path | None = None) -> list[dict]:
-    """Events of a run in time order, closed by the proxy's totals. Scaffolds without a parser (command) contribute
-    only proxy events."""
+    """Events of a run in time order, closed by the proxy's totals."""
     text = Path(agent_log).read_text(errors="replace") if Path(agent_log).is_file() else ""
     events = PARSERS[scaffold](text) if scaffold in PARSERS else []
     # The CLI's events keep their order (a running maximum of their times); the proxy's retries slot in by time.

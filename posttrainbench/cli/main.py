@@ -1,6 +1,5 @@
 """`ptb`: the command line."""
 
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -8,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from posttrainbench import units
 from posttrainbench.errors import PtbError
 from posttrainbench.untrusted import clean_text, escape_text
 
@@ -33,7 +33,10 @@ def fail(message: str) -> None:
 
 
 def log(message: str) -> None:
-    console.print(f"[dim]ptb[/] {escape_text(message)}", highlight=False)
+    # messages may quote what an agent wrote (its crash line): never read them as markup
+    from rich.text import Text
+
+    console.print(Text.assemble(("ptb ", "dim"), clean_text(message)), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -45,7 +48,10 @@ def run(
     gpus: Annotated[int, typer.Option(help="GPUs given to the agent")] = 1,
     seed: int = 0,
     limit: Annotated[int | None, typer.Option(help="evaluate only the first N test items")] = None,
-    command: Annotated[str | None, typer.Option(help="argv of a `command` agent (shell-quoted)")] = None,
+    command: Annotated[str | None, typer.Option(help="a `command` agent's shell line, run by `bash -c` in the "
+                                                "task dir (its environment: README, 'Command agents')")] = None,
+    mount: Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro]: a host path shown to a `command` agent "
+                                                    "at DST (repeatable)")] = None,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (no isolation: debugging only)")] = "bwrap",
     network: Annotated[str, typer.Option(help="proxied (logged, deny list), open, or offline")] = "proxied",
     max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item (CPU demos)")] = None,
@@ -63,19 +69,52 @@ def run(
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run
+    from posttrainbench.executors.preflight import check_machine
     from posttrainbench.specs import RunSpec, parse_agent
 
     asked = {"memory_gb": memory_gb, "pids": pids, "cpus": cpus, "disk_gb": disk_gb}
-    spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
+    spec = _spec(RunSpec, agent=parse_agent(agent, [command] if command else None, mount), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
                  network=network, max_tokens=max_tokens, llm=_llm_limits(llm_max_usd, llm_max_tokens),
                  sandbox_limits={k: v for k, v in asked.items() if v is not None}, test_access=test_access)
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
+    check_machine(spec)
     store = _store()
     manifest = create_run(spec, store)
     log(f"run {manifest.run_id} in {store.get(manifest.run_id).run_dir}")
-    row = _execute(Path(store.get(manifest.run_id).run_dir), store)
+    _finish(_execute_resumable(manifest.run_id, store))
+
+
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")]) -> None:
+    """Continue a run that was interrupted (Ctrl-C, a crash): its finished stages are kept, the rest run again.
+    An interrupted agent starts again with what is left of its budget; its earlier log stays in agent.log."""
+    store = _store()
+    row = store.get(_run_id(store, run_id))
+    if row.status == "done":
+        fail(f"run {row.id} is done; nothing to resume")
+    if row.status == "running":
+        fail(f"run {row.id} is running (harness on this or another host)")
+    if row.kind != "agent":
+        fail(f"run {row.id} is a {row.kind} run; measure it again with `ptb baseline`")
+    grid = _grid_of(store, row.id)
+    if grid:
+        fail(f"run {row.id} is a cell of grid {grid}: continue it with `ptb grid resume {grid}`")
+    log(f"resuming run {row.id} in {row.run_dir}")
+    _finish(_execute_resumable(row.id, store))
+
+
+def _execute_resumable(run_id: str, store):
+    try:
+        return _execute(Path(store.get(run_id).run_dir), store)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] run {run_id} stopped; its finished stages are kept. "
+                      f"Continue it with `ptb resume {run_id}`", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+def _finish(row) -> None:
     _print_runs([row])
     if row.score_source == "base":
         fail(f"run {row.id} scored as the base model: {row.error}")
@@ -90,6 +129,16 @@ def _llm_limits(max_usd: float | None, max_tokens: int | None) -> dict:
     return limits
 
 
+def _grid_of(store, run_id: str) -> str | None:
+    import sqlite3
+
+    try:
+        found = store.db.execute("SELECT grid FROM grid_cells WHERE run_id=?", (run_id,)).fetchone()
+    except sqlite3.OperationalError:  # no grid was ever run with this store
+        return None
+    return found[0] if found else None
+
+
 @app.command(name="eval")
 def eval_(
     model_path: Annotated[Path, typer.Argument(help="folder with safetensors weights, config and tokenizer")],
@@ -100,8 +149,13 @@ def eval_(
     fewshot: Annotated[bool, typer.Option("--fewshot", help="prompt as a base model: plain text after solved "
                                           "examples (the few-shot baseline's mode)")] = False,
     shots: Annotated[int | None, typer.Option(help="with --fewshot: number of examples (default: all)")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="cap generated tokens per item")] = None,
+    max_connections: Annotated[int | None, typer.Option(help="concurrent generations (hf: the batch size)")] = None,
+    backend: Annotated[str, typer.Option(help="auto, hf or vllm")] = "auto",
+    device: Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option(help="vllm: share of GPU memory to use")] = None,
 ) -> None:
-    """Evaluate a model folder on a benchmark, exactly as the harness and the agent's evaluate.py do."""
+    """Evaluate a model folder on a benchmark, exactly as the harness and the agent's evaluate.py do (same flags)."""
     import os
 
     from posttrainbench.executors.evaluate import OFFLINE
@@ -110,43 +164,66 @@ def eval_(
     from posttrainbench.evaluation.runner import evaluate
 
     out_dir = out_dir or Path("ptb-eval") / benchmark
+    if backend not in ("auto", "hf", "vllm"):
+        fail(f"--backend is auto, hf or vllm, not {backend!r}")
     metrics = evaluate(model_path, benchmark, base_model=base_model, out_dir=out_dir, limit=limit,
-                       fewshot_mode=fewshot, shots=shots)
-    out.print(f"{benchmark}: accuracy {metrics['accuracy']:.4f} ± {metrics.get('stderr') or 0:.4f} "
-              f"({metrics.get('n_samples', '?')} items) → {out_dir / 'metrics.json'}")
+                       fewshot_mode=fewshot, shots=shots, max_tokens=max_tokens, max_connections=max_connections,
+                       backend=backend, device=device, gpu_memory_utilization=gpu_memory_utilization,
+                       metadata={"label": "eval"})
+    out.print(f"{benchmark}: accuracy {units.percent(metrics['accuracy'])} ± {units.percent(metrics.get('stderr'))} "
+              f"({units.count(metrics.get('n_samples'))} items) → {out_dir / 'metrics.json'}")
+
+
+JSON_OPTION = Annotated[bool, typer.Option("--json", help="print JSON (raw values: fractions, seconds)")]
+CSV_OPTION = Annotated[bool, typer.Option("--csv", help="print CSV (raw values: fractions, seconds)")]
+
+
+def _format(json_: bool, csv_: bool) -> str:
+    if json_ and csv_:
+        fail("give --json or --csv, not both")
+    return "json" if json_ else "csv" if csv_ else "table"
 
 
 @app.command()
 def results(
     benchmark: Annotated[str | None, typer.Option(help="only this benchmark")] = None,
     status: Annotated[str | None, typer.Option(help="only runs with this status")] = None,
+    json_: JSON_OPTION = False,
+    csv_: CSV_OPTION = False,
 ) -> None:
     """Table of stored runs."""
+    from posttrainbench.cli.views import machine, run_record
+
+    fmt = _format(json_, csv_)
     store = _store()
     where = {k: v for k, v in {"benchmark": benchmark, "status": status}.items() if v}
-    _print_runs(store.runs(**where))
+    rows = store.runs(**where)
+    if fmt != "table":
+        out.print(machine([run_record(r) for r in rows], fmt), markup=False, highlight=False, soft_wrap=True,
+                  end="")
+        return
+    _print_runs(rows)
 
 
 @app.command()
-def show(run_id: str) -> None:
-    """Details of one run: stages, metrics, artifacts."""
-    from rich.table import Table
+def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+         json_: JSON_OPTION = False) -> None:
+    """The story of one run on one screen: score, agent exit and failure, tokens and cost, integrity verdict,
+    trajectory summary, stages and where its logs are."""
+    import json
+
+    from posttrainbench.cli.views import print_story, run_story
 
     store = _store()
-    row = store.get(run_id)
-    out.print(f"[bold]{row.id}[/]  {row.agent} · {row.model} · {row.benchmark} · seed {row.seed} · {row.status}")
-    out.print(f"run dir: {row.run_dir}")
-    table = Table("stage", "status", "started", "ended", "error")
-    for stage in store.stages(run_id):
-        table.add_row(stage["stage"], stage["status"], stage["started_at"] or "", stage["ended_at"] or "",
-                      escape_text(stage["error"] or ""))
-    out.print(table)
-    for label, metrics in store.metrics(run_id).items():
-        out.print(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
-    if row.score is not None:
-        out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + escape_text(row.error) if row.error else ''}")
-    _print_egress(Path(row.run_dir))
-    _print_agent_evals(Path(row.run_dir), row.spec.get("test_access", "visible"))
+    row = store.get(_run_id(store, run_id))
+    story = run_story(store, row)
+    if json_:
+        out.print(json.dumps(story, indent=1, default=str), markup=False, highlight=False, soft_wrap=True)
+        return
+    print_story(out, story)
+    if row.run_dir and Path(row.run_dir).is_dir():
+        _print_egress(Path(row.run_dir))
+        _print_agent_evals(Path(row.run_dir), row.spec.get("test_access", "visible"))
 
 
 def _print_agent_evals(run_dir: Path, test_access: str) -> None:
@@ -177,12 +254,42 @@ def _print_agent_evals(run_dir: Path, test_access: str) -> None:
         cells = [record.get("n", "—"), record.get("requested_at") or "",
                  str(record.get("checkpoint_sha256") or "—")[:12],
                  (record.get("settings") or {}).get("limit"), status,
-                 _pct(accuracy) if isinstance(accuracy, int | float) else "—", metrics.get("n_samples", "—"),
+                 units.percent(accuracy) if isinstance(accuracy, int | float) else "—", metrics.get("n_samples", "—"),
                  f"{record.get('queued_s') or 0:.0f} s", f"{record.get('seconds') or 0:.0f} s"]
         table.add_row(*(Text(str(cell)) for cell in cells))
     for column in table.columns:
         column.overflow = "fold"
     out.print(table)
+
+
+@app.command()
+def trajectory(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+               json_: JSON_OPTION = False) -> None:
+    """The agent's steps, for every scaffold: an LLM agent's turns and tool calls, what the reference or a command
+    agent printed, and the LLM proxy's totals."""
+    from rich.text import Text
+
+    from posttrainbench.agents.trajectory import render
+    from posttrainbench.workspace.records import read_records
+
+    store = _store()
+    row = store.get(_run_id(store, run_id))
+    if not row.run_dir:
+        fail(f"run {row.id} has no run directory (a published number)")
+    path = Path(row.run_dir) / "trajectory.jsonl"
+    if not path.is_file():
+        fail(f"run {row.id} has no trajectory yet ({path}): its agent stage has not finished")
+    events = read_records(path)
+    if json_:
+        import json
+
+        out.print(json.dumps(events, indent=1), markup=False, highlight=False, soft_wrap=True)
+        return
+    out.print(Text(render(events) if events else "(no steps recorded)\n"), end="", soft_wrap=True)
+
+
+def _run_id(store, text: str) -> str:
+    return store.resolve(text)
 
 
 def _print_egress(run_dir: Path) -> None:
@@ -226,7 +333,7 @@ def demo(
     store = _store()
     log("prepare: model, data, workspace")
     manifest = create_run(spec, store)
-    row = _execute(Path(store.get(manifest.run_id).run_dir), store)
+    row = _execute_resumable(manifest.run_id, store)
     metrics = store.metrics(row.id)
     _print_runs([row])
     base = metrics.get("base", {}).get("accuracy")
@@ -263,13 +370,14 @@ def models_fetch(name: Annotated[str, typer.Argument(help="model id or Hugging F
 def grid_run(
     path: Annotated[Path, typer.Argument(help="grid YAML file")],
     executor: Annotated[str, typer.Option(help="local or slurm")] = "local",
-    gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1,2,3 (default: all)")] = None,
+    gpus: Annotated[int | None, typer.Option(help="how many GPUs the grid may use: the first N (default: all)")] = None,
+    gpu_ids: Annotated[str | None, typer.Option(help="which GPUs the grid may use, e.g. 0,1,2,3")] = None,
     cpu_slots: Annotated[int, typer.Option(help="concurrent runs that need no GPU")] = 1,
 ) -> None:
     """Run every cell of a grid; running it again never duplicates a run."""
     from posttrainbench.executors.grid import run_grid
 
-    rows = run_grid(path, executor=executor, gpus=_gpu_list(gpus), cpu_slots=cpu_slots, console=console)
+    rows = run_grid(path, executor=executor, gpus=_gpu_list(gpus, gpu_ids), cpu_slots=cpu_slots, console=console)
     _print_cells(rows)
 
 
@@ -277,13 +385,15 @@ def grid_run(
 def grid_resume(
     name: Annotated[str, typer.Argument(help="grid name")],
     retry_failed: Annotated[bool, typer.Option(help="also retry cells that failed for good")] = False,
-    gpus: Annotated[str | None, typer.Option(help="GPU indices to use")] = None,
+    gpus: Annotated[int | None, typer.Option(help="how many GPUs the grid may use: the first N (default: all)")] = None,
+    gpu_ids: Annotated[str | None, typer.Option(help="which GPUs the grid may use, e.g. 0,1,2,3")] = None,
     cpu_slots: int = 1,
 ) -> None:
     """Continue a grid after a crash: exactly the unfinished stages."""
     from posttrainbench.executors.grid import resume_grid
 
-    rows = resume_grid(name, retry_failed=retry_failed, gpus=_gpu_list(gpus), cpu_slots=cpu_slots, console=console)
+    rows = resume_grid(name, retry_failed=retry_failed, gpus=_gpu_list(gpus, gpu_ids), cpu_slots=cpu_slots,
+                       console=console)
     _print_cells(rows)
 
 
@@ -299,13 +409,23 @@ def grid_status_(name: Annotated[str | None, typer.Argument(help="grid name (def
     _print_cells(grid_status(name))
 
 
-def _gpu_list(text: str | None) -> list[int] | None:
-    if text is None:
+def _gpu_list(count: int | None, ids: str | None) -> list[int] | None:
+    """--gpus is a count everywhere (as in `ptb run`); --gpu-ids names the GPUs."""
+    if count is not None and ids is not None:
+        fail("give --gpus (a count) or --gpu-ids (indices), not both")
+    if count is not None:
+        from posttrainbench.executors.local import detect_gpus
+
+        found = detect_gpus() if count > 0 else []
+        if count < 0 or count > len(found):
+            fail(f"--gpus {count}: this machine has {len(found)} GPU(s) the grid may use")
+        return found[:count]
+    if ids is None:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [int(x) for x in ids.split(",") if x.strip()]
     except ValueError:
-        fail(f"--gpus takes comma-separated GPU indices, not {text!r}")
+        fail(f"--gpu-ids takes comma-separated GPU indices, not {ids!r}")
 
 
 def _print_cells(rows) -> None:
@@ -346,16 +466,28 @@ SCORER_HELP = ("ours (accuracy) or original (accuracy_original: the original's s
 @app.command()
 def scores(
     by: Annotated[str, typer.Option(help="agent, benchmark, model or run")] = "agent",
-    published: Annotated[bool, typer.Option(help="first store the published base/instruct baselines")] = False,
+    published: Annotated[bool, typer.Option(help="include the published base/instruct baselines (read only: "
+                                            "nothing is stored)")] = False,
+    grid: Annotated[str | None, typer.Option(help="only the agent runs of this grid's cells")] = None,
+    json_: JSON_OPTION = False,
+    csv_: CSV_OPTION = False,
     scorer: Annotated[str, typer.Option(help=SCORER_HELP)] = "ours",
 ) -> None:
-    """Leaderboard numbers: weighted averages, gap-normalised scores, mean ± std over seeds, time and cost."""
-    from posttrainbench.scoring import import_published_baselines, scores_table
+    """Leaderboard numbers: weighted averages, gap-normalised scores, mean ± std over seeds, time and cost.
+    Runs with --limit or --max-tokens are smoke tests: listed apart, never ranked."""
+    from posttrainbench.scoring import scores_table
 
-    store = _store()
-    if published:
-        import_published_baselines(store)
-    out.print(scores_table(store, by=by, scorer=scorer))
+    fmt = _format(json_, csv_)
+    if fmt == "table":
+        out.print(scores_table(_store(), by=by, published=published, grid=grid, scorer=scorer))
+        return
+    from posttrainbench.cli.views import machine
+    from posttrainbench.scoring import leaderboard
+    from posttrainbench.scoring.tables import view_table
+
+    table = view_table(leaderboard(_store(), published=published, grid=grid, scorer=scorer,
+                                   bootstrap=0 if by == "run" else 1000), by)
+    out.print(machine(table.rows, fmt), markup=False, highlight=False, soft_wrap=True, end="")
 
 
 @app.command()
@@ -364,6 +496,7 @@ def judge(
     judges: Annotated[int, typer.Option(help="number of LLM judges (majority vote)")] = 3,
     agent: Annotated[str, typer.Option(help="the judge: SCAFFOLD:MODEL")] = "codex:gpt-5.1-codex",
     rerun: Annotated[bool, typer.Option(help="run the judges again instead of reusing their verdicts")] = False,
+    timeout: Annotated[float, typer.Option(help="minutes each judge may take")] = 20.0,
 ) -> None:
     """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence.
     The deterministic checks always run again: an integrity_error flag clears once they finish (--judges 0
@@ -372,8 +505,11 @@ def judge(
     from posttrainbench.specs import parse_agent
 
     store = _store()
-    row = store.get(run_id)
-    report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log)
+    row = store.get(_run_id(store, run_id))
+    if timeout <= 0:
+        fail("--timeout is a number of minutes above 0")
+    report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log,
+                       judge_time_limit_s=timeout * 60)
     for name, check in report.checks.items():
         out.print(f"{name}: {check.status}{' — ' + escape_text(check.reason) if check.reason else ''}")
     out.print("[bold red]flagged[/]: " + escape_text("; ".join(report.reasons)) if report.flagged else "not flagged")
@@ -431,6 +567,8 @@ def baseline(
 def report(
     out_dir: Annotated[Path, typer.Option(help="folder for the static site")] = Path("ptb-report"),
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+    published: Annotated[bool, typer.Option(help="include the published base/instruct baselines")] = False,
+    grid: Annotated[str | None, typer.Option(help="only the agent runs of this grid's cells")] = None,
     scorer: Annotated[str, typer.Option(help=SCORER_HELP)] = "ours",
 ) -> None:
     """Build the static HTML leaderboard with charts, per-run pages and CSV/JSON exports."""
@@ -438,45 +576,28 @@ def report(
 
     from posttrainbench.report import build_report
 
-    index = build_report(_store(), out_dir, scorer=scorer)
+    index = build_report(_store(), out_dir, published=published, grid=grid, scorer=scorer)
     out.print(str(index))
     if open_:
         webbrowser.open(index.resolve().as_uri())
 
 
 def _execute(run_dir: Path, store):
-    """Run the stages, echoing the agent's log lines as they arrive (long work shows progress)."""
-    import threading
-    import time
-
+    """Run the stages, echoing the agent's log lines as they arrive; every harness message first prints the agent
+    output before it, so the story reads in order."""
+    from posttrainbench.cli.follow import Follower
     from posttrainbench.executors.pipeline import execute
     from posttrainbench.workspace.layout import RunLayout
 
-    done = threading.Event()
+    def echo(line: str) -> None:
+        console.print("  agent " + clean_text(line), style="dim", highlight=False, markup=False, soft_wrap=True)
 
-    def follow(path: Path) -> None:
-        while not path.exists() and not done.is_set():
-            time.sleep(0.5)
-        if not path.exists():
-            return
-        with open(path, errors="replace") as fh:
-            while True:
-                line = fh.readline()
-                if line:
-                    console.print("  agent " + clean_text(line.rstrip()), style="dim", highlight=False,
-                                  markup=False, soft_wrap=True)
-                elif done.is_set():
-                    return
-                else:
-                    time.sleep(0.5)
+    with Follower(RunLayout(run_dir).agent_log, echo) as follower:
+        def ordered_log(message: str) -> None:
+            follower.drain()
+            log(message)
 
-    thread = threading.Thread(target=follow, args=(RunLayout(run_dir).agent_log,), daemon=True)
-    thread.start()
-    try:
-        return execute(run_dir, store, log=log)
-    finally:
-        done.set()
-        thread.join(timeout=2)
+        return execute(run_dir, store, log=ordered_log)
 
 
 def _spec(cls, **fields):
@@ -500,20 +621,13 @@ def _store():
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
+    return units.percent(value)
 
 
 def _print_runs(rows) -> None:
-    from rich.table import Table
+    from posttrainbench.cli.views import runs_table
 
-    table = Table("run", "agent", "model", "benchmark", "seed", "status", "score", "time used")
-    for column in table.columns:
-        column.overflow = "fold"
-    for row in rows:
-        used = f"{row.time_used_s / 60:.1f} min" if row.time_used_s is not None else "—"
-        score = _pct(row.score) + (" (base)" if row.score_source == "base" else "")
-        table.add_row(row.id, row.agent, row.model, row.benchmark, str(row.seed), row.status, score, used)
-    out.print(table)
+    out.print(runs_table(rows))
 
 
 def main() -> None:

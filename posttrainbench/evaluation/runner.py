@@ -125,10 +125,13 @@ def evaluate(
     gpu_memory_utilization: float | None = None,
     fewshot_mode: bool = False,
     shots: int | None = None,
+    metadata: dict | None = None,
 ) -> dict:
     """Evaluate `model_path` on `benchmark`; write out_dir/metrics.json (and inspect logs under out_dir/logs).
 
     fewshot_mode prompts a base model with solved examples in plain text (fewshot.py); `shots` caps their number.
+    `metadata` (run_id, agent, label: base/final/baseline) goes into the inspect log's eval metadata, with the
+    benchmark, base model and the real model path (inspect itself sees a temporary view of the folder).
     """
     spec = get_benchmark(benchmark)
     base = get_model(base_model)
@@ -181,6 +184,7 @@ def evaluate(
                 log = _run_inspect(
                     module, ctx, view, template, generation, backend, device, limit,
                     max_connections, gpu_memory_utilization, stops, out_dir, demos,
+                    {"benchmark": spec.id, "base_model": base.id, "model_path": str(model_path), **(metadata or {})},
                 )
                 error = None if log.status == "success" else (log.error.message if log.error else log.status)
             except PtbError:
@@ -238,6 +242,7 @@ def _run_inspect(
     stops: list[int],
     out_dir: Path,
     demos: list | None,
+    metadata: dict,
 ):
     import inspect_ai
 
@@ -256,6 +261,8 @@ def _run_inspect(
         score_display=False,
         log_realtime=False,
         stop_seqs=[fewshot.STOP] if demos is not None else None,
+        metadata=metadata,
+        tags=[str(metadata[k]) for k in ("label", "run_id", "agent") if metadata.get(k)],
     )
     if backend == "hf":
         import torch
@@ -278,7 +285,8 @@ def _run_inspect(
         if max_connections:
             model_args["batch_size"] = max_connections
         logs = inspect_ai.eval(
-            task, model="hf/local", model_args=model_args, temperature=gen.temperature, top_k=gen.top_k, **common
+            task, model=f"hf/{_model_name(metadata)}", model_args=model_args, temperature=gen.temperature,
+            top_k=gen.top_k, **common
         )
     else:
         template_file = view / "ptb_chat_template.jinja"
@@ -300,6 +308,12 @@ def _run_inspect(
             **common,
         )
     return logs[0]
+
+
+def _model_name(metadata: dict) -> str:
+    """'final-<run id>' / 'base-<model>' / ...: what `inspect view` lists instead of 'local' for every log."""
+    parts = [metadata.get("label") or "local", metadata.get("run_id") or metadata.get("base_model")]
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in "-".join(p for p in parts if p))
 
 
 def _metrics(log, module) -> dict:

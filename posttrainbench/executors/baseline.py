@@ -52,7 +52,8 @@ def run_baseline(store: Store, kind: str, model_id: str, benchmark: str, *, limi
     try:
         metrics = run_evaluation(model_dir, benchmark, base_model=base.id, out_dir=run_dir / "results" / "final",
                                  limit=limit, max_tokens=max_tokens, fewshot_mode=kind == "fewshot", shots=shots,
-                                 label=evaluated.hf_id, log=log)
+                                 label=evaluated.hf_id,
+                                 metadata={"label": "baseline", "baseline": kind, "run_id": run_id}, log=log)
     except BaseException as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         store.stage_end(run_id, "evaluate", error=message)

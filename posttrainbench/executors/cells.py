@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from posttrainbench.errors import PtbError
 from posttrainbench.specs.grid import Cell, Grid
+from posttrainbench.specs.run import RunSpec
 from posttrainbench.store import Store
 from posttrainbench.store.db import now
 
@@ -91,6 +92,8 @@ class Cells:
             row = existing.get(cell.key)
             if row and row.run_id and row.spec_hash != cell.spec_hash:
                 old = self.store.get(row.run_id).spec
+                if _same_settings(old, cell.spec):
+                    continue  # stored before a setting with a default existed: the run answers the same question
                 new = cell.spec.model_dump()
                 changed = ", ".join(f"{k} {old.get(k)!r} → {new[k]!r}" for k in new if old.get(k) != new[k])
                 raise PtbError(f"grid {grid.name}: cell {cell.key} already has run {row.run_id} with other settings "
@@ -158,3 +161,10 @@ class Cells:
         t = time.time()
         return [r for r in self.rows(grid) if r.cell_key in keys and r.state == "waiting"
                 and (r.not_before or 0) <= t]
+
+
+def _same_settings(stored: dict, spec: RunSpec) -> bool:
+    try:
+        return RunSpec.model_validate(stored) == spec
+    except ValidationError:
+        return False

@@ -9,10 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from posttrainbench import paths
+from posttrainbench import paths, units
+from posttrainbench.errors import PtbError
+from posttrainbench.evaluation.progress import ProgressReporter
 from posttrainbench.executors.facts import OOM_EXIT, EvaluationFailed
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest
@@ -25,6 +28,7 @@ import json, sys, traceback
 from pathlib import Path
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation.grader import grader_from_env
+import posttrainbench.evaluation.progress_hook  # registers the hook that prints progress lines
 from posttrainbench.evaluation.runner import evaluate
 from posttrainbench.specs import get_benchmark
 args = json.loads(sys.argv[1])
@@ -46,30 +50,46 @@ except BaseException as exc:
 
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
                    max_tokens: int | None = None, fewshot_mode: bool = False, shots: int | None = None,
-                   label: str = "the model", log: Callable[[str], None] = print) -> dict:
+                   label: str = "the model", metadata: dict | None = None,
+                   log: Callable[[str], None] = print) -> dict:
+    """`metadata` (run_id, agent, label: base/final/baseline) goes into the inspect log with the real model path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
-            "base_model": base_model, "limit": limit, "max_tokens": max_tokens}
+            "base_model": base_model, "limit": limit, "max_tokens": max_tokens, "metadata": metadata or {}}
     if fewshot_mode:
         args.update(fewshot_mode=True, shots=shots)
     log_path = out_dir / "evaluate.log"
+    log(f"evaluating {label} on {benchmark}; its log: {log_path}")
+    progress = ProgressReporter(label, log)
     last_error = ""
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ | OFFLINE)
+        ended = threading.Event()
+        beat = threading.Thread(target=_beat, args=(progress, ended), daemon=True)
+        beat.start()
         for line in proc.stdout:
+            if progress.feed(line):
+                continue
             log_file.write(line)
             log_file.flush()
             if line.startswith("error: "):
                 last_error = line.removeprefix("error: ").strip()
         proc.wait()
+        ended.set()
     metrics_file = out_dir / "metrics.json"
     if proc.returncode != 0 or not metrics_file.is_file():
         reason = last_error or f"evaluation exited with code {proc.returncode}; see {log_path}"
         raise EvaluationFailed(f"evaluating {label} on {benchmark} failed: {reason}", proc.returncode)
     metrics = json.loads(metrics_file.read_text())
-    log(f"{benchmark} accuracy of {label}: {metrics['accuracy']:.4f} on {metrics.get('n_samples')} items")
+    log(f"{benchmark} accuracy of {label}: {units.percent(metrics['accuracy'])} on "
+        f"{units.count(metrics.get('n_samples'))} items")
     return metrics
+
+
+def _beat(progress: ProgressReporter, ended: threading.Event) -> None:
+    while not ended.wait(5.0):
+        progress.heartbeat()
 
 
 def _base_key(manifest: RunManifest) -> str:
@@ -93,7 +113,8 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
             shutil.rmtree(tmp, ignore_errors=True)
             run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
                            out_dir=tmp, limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
-                           label=f"the base model {manifest.model.id}", log=log)
+                           label=f"the base model {manifest.model.id}",
+                           metadata={"label": "base", "run_id": manifest.run_id}, log=log)
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
         else:
@@ -108,4 +129,6 @@ def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *,
                    log: Callable[[str], None] = print) -> dict:
     return run_evaluation(model_path, manifest.benchmark.id, base_model=manifest.model.id, out_dir=out_dir,
                           limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
-                          label="the agent's model", log=log)
+                          label="the agent's model",
+                          metadata={"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name},
+                          log=log)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from posttrainbench import paths
+from posttrainbench import paths, units
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.cells import CellRow, Cells, GridInfo
 from posttrainbench.executors.failures import classify
@@ -230,7 +230,11 @@ class _Driver:
             attempt = attempts[key] + 1
             self.update(key, state="running", attempts=attempt, executor=self.runner.name, job_id=job_id,
                         placement=placement, reason=None)
-            self.log(f"{key}: attempt {attempt} started on {placement}")
+            run_id = self.cells.get(self.grid.name, key).run_id
+            logs = (Path(self.store.get(run_id).run_dir) / "logs") if run_id else None
+            # where to watch it: the agent's output, and the stages with evaluation progress
+            where = f"; follow {logs / 'agent.log'} and {logs / 'worker.log'}" if logs else ""
+            self.log(f"{key}: attempt {attempt} started on {placement}{where}")
 
     def settle(self, ended: Ended) -> None:
         row = self.cells.get(self.grid.name, ended.key)
@@ -239,8 +243,8 @@ class _Driver:
             run = self.store.get(row.run_id)
             self.update(ended.key, state="done", job_id=None, not_before=None, reason=None)
             note = f" ({run.error})" if run.score_source == "base" and run.error else ""
-            self.log(f"[green]{ended.key}: done[/], score {run.score} from the {run.score_source} model"
-                     f"{escape_text(note)}")
+            self.log(f"[green]{ended.key}: done[/], score {units.percent(run.score)} from the {run.score_source} "
+                     f"model{escape_text(note)}")
             return
         if outcome.kind == "retry":
             if outcome.reopen:

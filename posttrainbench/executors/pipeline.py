@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from posttrainbench import paths
-from posttrainbench.agents.launch import run_agent
+from posttrainbench.agents.launch import agent_failure, run_agent
 from posttrainbench.errors import PtbError
 from posttrainbench.executors import facts
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
@@ -107,6 +107,8 @@ def _agent(manifest: RunManifest, layout: RunLayout, backend: str, log: Callable
     info = run_agent(manifest, layout, backend=backend)
     if info.limit is not None:
         log(f"agent: {info.detail}")  # the harness's own words: which limit, how far
+    elif failure := agent_failure(layout):
+        log(f"agent: {failure}")
 
 
 def limit_hit(layout: RunLayout) -> str | None:
@@ -162,6 +164,9 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
     else:
         error_file = layout.results("final") / "error.txt"
         reason = collected.reason if collected.status != "ok" else error_file.read_text().strip()
+        failure = agent_failure(layout)
+        if collected.status != "ok" and failure:
+            reason = f"{reason}; agent {failure}"
         score = Score(score=base, source="base", reason=reason, base=base)
     score.test_access = manifest.spec.test_access
     (layout.root / "score.json").write_text(score.model_dump_json(indent=2))

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from posttrainbench import sandbox, untrusted
 from posttrainbench.agents import AgentContext
+from posttrainbench.agents.launch import python_path, shell_env, write_login_profile
 from posttrainbench.egress.link import llm_link
-from posttrainbench.egress.metering import Upstream, upstreams_from_env
+from posttrainbench.egress.metering import KEY_ENV, Upstream, upstreams_from_env
 from posttrainbench.errors import PtbError
 from posttrainbench.integrity.report import Check, IntegrityReport
 from posttrainbench.specs import AgentSpec, parse_agent
@@ -118,6 +119,7 @@ def run_judge(number: int, manifest: RunManifest, layout: RunLayout, determinist
                            llm_base_url=link.base_url, llm_api_key=link.api_key)
         launch = importlib.import_module(f"posttrainbench.agents.{agent.scaffold}").prepare(ctx)
         launch.write_files(home)
+        write_login_profile(home)
         request = sandbox.SandboxRequest(
             argv=link.wrap(launch.argv),
             cwd=RUN_TASK,
@@ -131,8 +133,8 @@ def run_judge(number: int, manifest: RunManifest, layout: RunLayout, determinist
                 *[sandbox.Mount(p, str(p)) for p in launch.mounts],
                 *link.mounts,
             ],
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8", "TERM": "dumb",
-                 "TMPDIR": "/tmp", **launch.env},
+            env=shell_env({"PATH": python_path(), "HOME": HOME, "LANG": "C.UTF-8", "TERM": "dumb", "TMPDIR": "/tmp",
+                           **launch.env}),
             # the agent's uid: the judge reads every file the agent made, through read-only mounts
             identity=str(layout.root.resolve()),
         )
@@ -162,6 +164,39 @@ def vote(results: list[JudgeResult], asked: int) -> Check:
     return Check(status=status, evidence=evidence, numbers=numbers, notes=notes, reason=f"LLM judge votes: {tally}")
 
 
+SCAFFOLD_PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
+OPENCODE_PROVIDERS = {"anthropic": "anthropic", "openai": "openai", "google": "gemini"}
+ENDPOINT_TIMEOUT_S = 10.0
+
+
+def judge_provider(agent: AgentSpec) -> str | None:
+    """The API provider a judge's CLI talks to (None: an OpenCode provider the proxy has no default for)."""
+    if agent.scaffold == "opencode":
+        return OPENCODE_PROVIDERS.get((agent.model or "").partition("/")[0])
+    return SCAFFOLD_PROVIDERS.get(agent.scaffold)
+
+
+def check_provider(agent: AgentSpec, upstreams: dict[str, Upstream], timeout_s: float = ENDPOINT_TIMEOUT_S) -> None:
+    """Before any judge starts: its provider has a key here and its endpoint answers (any HTTP status will do), so
+    that a missing key or an unreachable provider is one line now instead of a judge retrying for an hour."""
+    import urllib.error
+    import urllib.request
+
+    provider = judge_provider(agent)
+    if not upstreams or (provider is not None and provider not in upstreams):
+        names = " or ".join(KEY_ENV.get(provider, ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")))
+        raise PtbError(f"the judge {agent.name} needs {names} in the harness's environment")
+    upstream = upstreams.get(provider) or next(iter(upstreams.values()))
+    try:
+        urllib.request.urlopen(urllib.request.Request(upstream.base_url, method="HEAD"), timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PtbError(f"the judge's provider endpoint {upstream.base_url} cannot be reached ({reason}); check the "
+                       "network or PTB_<PROVIDER>_UPSTREAM") from None
+
+
 def judge(run_dir: Path, manifest: RunManifest, deterministic: IntegrityReport, count: int, *,
           agent: AgentSpec | None = None, rerun: bool = False, upstreams: dict[str, Upstream] | None = None,
           backend: str = "bwrap", time_limit_s: float = 3600, log: Callable[[str], None] = lambda _: None) -> Check:
@@ -173,6 +208,8 @@ def judge(run_dir: Path, manifest: RunManifest, deterministic: IntegrityReport, 
         raise PtbError(f"a judge must be an LLM agent CLI (claude, codex, gemini, opencode), not {agent.scaffold}")
     layout = RunLayout(Path(run_dir))
     upstreams = upstreams if upstreams is not None else upstreams_from_env()
+    if rerun or any(not (layout.root / JUDGES_DIR / str(n) / "out" / VERDICT).is_file() for n in range(1, count + 1)):
+        check_provider(agent, upstreams)
     results = []
     for number in range(1, count + 1):
         folder = layout.root / JUDGES_DIR / str(number)
@@ -180,9 +217,7 @@ def judge(run_dir: Path, manifest: RunManifest, deterministic: IntegrityReport, 
             results.append(read_verdict(folder, number, agent, "verdict of an earlier judge run"))
             log(f"judge {number}: kept the earlier verdict")
             continue
-        if not upstreams:
-            raise PtbError("LLM judges need an API key (ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY)")
-        log(f"judge {number}/{count} ({agent.name}): started")
+        log(f"judge {number}/{count} ({agent.name}): started, at most {time_limit_s / 60:.0f} min")
         started = time.monotonic()
         result = run_judge(number, manifest, layout, deterministic, agent, upstreams, backend=backend,
                            time_limit_s=time_limit_s)

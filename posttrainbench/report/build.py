@@ -8,13 +8,15 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from posttrainbench import units
 from posttrainbench.errors import PtbError
 from posttrainbench.report import artifacts
 from posttrainbench.report.charts import colors, draw_all
 from posttrainbench.scoring.leaderboard import leaderboard
+from posttrainbench.scoring.published import published_rows
 from posttrainbench.scoring.schema import RunScore, Stat
 from posttrainbench.scoring.tables import MISSING, Table, all_tables
-from posttrainbench.store import Store
+from posttrainbench.store import RunRow, Store
 from posttrainbench.untrusted import clean_text
 
 HERE = Path(__file__).parent
@@ -55,16 +57,18 @@ def build_report(store: Store, out_dir: Path, **options) -> Path:
     ))
     (out_dir / "runs").mkdir()
     run_template = env.get_template("run.html.jinja")
+    published = {r.id: r for r in published_rows()}
     for run in lb.runs:
         (out_dir / pages[run.id]).write_text(run_template.render(**common, root="../", run=run,
-                                                                 **_run_context(store, run)))
+                                                                 **_run_context(store, run, published)))
     return index
 
 
-def _run_context(store: Store, run: RunScore) -> dict:
+def _run_context(store: Store, run: RunScore, published: dict[str, RunRow]) -> dict:
     run_dir = Path(run.run_dir) if run.run_dir else None
     present = run_dir is not None and run_dir.is_dir()
-    row = store.get(run.id)
+    # published numbers read with --published are not stored: their row is built in memory
+    row = published[run.id] if run.id in published and not run.run_dir else store.get(run.id)
     return {
         "row": row,
         "stages": store.stages(run.id),
@@ -95,7 +99,9 @@ def _export(table: Table, folder: Path) -> dict[str, str]:
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["jinja", "html"]),
                       trim_blocks=True, lstrip_blocks=True, finalize=_shown)
-    env.filters.update(pct=_pct, pm=_pm, ci=_ci, hours=_hours, money=_money, pretty=_pretty, count=_count)
+    env.filters.update(pct=_pct, pm=_pm, ci=_ci, hours=units.duration, money=units.money, pretty=_pretty,
+                       count=units.count, metric=lambda value, name: units.metric(name, value),
+                       budget=units.budget_share)
     return env
 
 
@@ -117,19 +123,6 @@ def _ci(stat: Stat) -> str:
     return MISSING if not stat.ci else f"{100 * stat.ci[0]:.1f}–{100 * stat.ci[1]:.1f}"
 
 
-def _hours(seconds: float | None) -> str:
-    if seconds is None:
-        return MISSING
-    minutes = round(seconds / 60)
-    return f"{minutes // 60}:{minutes % 60:02d}"
-
-
-def _money(value: float | None) -> str:
-    return MISSING if value is None else f"${value:,.2f}"
-
-
-def _count(value: int | float | None) -> str:
-    return MISSING if value is None else f"{value:,.0f}"
 
 
 def _pretty(value) -> str:

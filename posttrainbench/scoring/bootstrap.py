@@ -21,7 +21,7 @@ def intervals(cells: list[Cell], runs: dict[str, RunScore], grid: Grid, n: int, 
     reps = {}
     for cell in cells:
         per_run = []
-        for run_id in cell.runs.values():
+        for run_id in (run_id for ids in cell.runs.values() for run_id in ids):
             rs = runs[run_id]
             if run_id not in cache:
                 cache[run_id] = _run_replicates(rs, n, rng)
@@ -31,7 +31,7 @@ def intervals(cells: list[Cell], runs: dict[str, RunScore], grid: Grid, n: int, 
         stacked = np.stack(per_run)
         pick = rng.integers(0, len(per_run), size=(n, len(per_run)))
         reps[(cell.model, cell.benchmark)] = stacked[pick, np.arange(n)[:, None]].mean(axis=1)
-    method = _method(with_items, total, any(len(c.runs) > 1 for c in cells))
+    method = _method(with_items, total, any(sum(map(len, c.runs.values())) > 1 for c in cells))
     out = {}
     for name, value in (grid.summaries(reps) if reps else {}).items():
         if value is not None and np.ptp(value) > 0:

@@ -5,6 +5,7 @@ Scores are fractions in [0, 1]. A missing cell stays missing (None), never zero;
 with missing cells is computed over what is there and marked incomplete.
 """
 
+import json
 import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -14,7 +15,16 @@ import numpy as np
 
 from posttrainbench.scoring.bootstrap import intervals
 from posttrainbench.scoring.grid import Grid
-from posttrainbench.scoring.published import catalog_id, published_weights
+from posttrainbench.scoring.identity import (
+    Identity,
+    command_hash,
+    grid_labels,
+    grid_runs,
+    identity,
+    started,
+    test_access,
+)
+from posttrainbench.scoring.published import catalog_id, published_rows, published_weights
 from posttrainbench.scoring.schema import Cell, Entry, Leaderboard, RunScore, Stat
 from posttrainbench.scoring.usage import run_usage
 from posttrainbench.scoring.weights import weights_from_baselines
@@ -33,17 +43,28 @@ SCORERS = ("ours", "original")
 
 
 def leaderboard(store: Store, *, models: Iterable[str] | None = None, benchmarks: Iterable[str] | None = None,
-                hours: float | None = None, bootstrap: int = 1000, seed: int = 0, scorer: str = "ours"
-                ) -> Leaderboard:
-    """Aggregate every run in the store. `models`/`benchmarks` fix the grid (default: the models agents ran on,
-    the seven published benchmarks plus any other one run); `hours` keeps agent runs of that budget only;
-    `bootstrap` replicates for the intervals (0 = none); `scorer` picks our runs' `accuracy` ("ours") or
-    `accuracy_original` ("original"). Published numbers are the original's scorer's either way."""
+                hours: float | None = None, grid: str | None = None, published: bool = False,
+                bootstrap: int = 1000, seed: int = 0, scorer: str = "ours") -> Leaderboard:
+    """Aggregate every run in the store; nothing is written. `models`/`benchmarks` fix the grid (default: the
+    models agents ran on, the seven published benchmarks plus any other one run); `hours` keeps agent runs of that
+    budget only; `grid` keeps the agent runs of that grid's cells (and takes its models and benchmarks);
+    `published` adds the published baselines; `bootstrap` replicates for the intervals (0 = none); `scorer` picks
+    our runs' `accuracy` ("ours") or `accuracy_original` ("original"). Published numbers are the original's
+    scorer's either way."""
     if scorer not in SCORERS:
         raise PtbError(f"unknown scorer '{scorer}'; valid: {', '.join(SCORERS)}")
     rows = [r for r in _runs_in_insertion_order(store)
-            if not (hours is not None and r.kind == "agent" and r.hours != hours)]
-    scored = [(r, _run_score(store, r, scorer)) for r in rows]
+            if not (hours is not None and r.kind == "agent" and r.hours != hours) and started(r)]
+    if published:
+        stored = {r.id for r in rows}
+        rows = [r for r in published_rows() if r.id not in stored] + rows
+    if grid is not None:
+        cells = grid_runs(store, grid)
+        rows = [r for r in rows if r.kind != "agent" or r.id in cells]
+        spec = json.loads(store.db.execute("SELECT grid FROM grids WHERE name=?", (grid,)).fetchone()[0])
+        models, benchmarks = models or spec["models"], benchmarks or spec["benchmarks"]
+    labels = grid_labels(store)
+    scored = [(r, _run_score(store, r, labels.get(r.id), scorer)) for r in rows]
     notes: list[str] = [_scorer_note(scorer, rows)]
 
     all_refs = _references(scored)
@@ -117,18 +138,19 @@ def _agent_spec(row: RunRow) -> dict:
     return agent if isinstance(agent, dict) else {}
 
 
-def _key(row: RunRow) -> str:
+def _key(row: RunRow, label: str | None) -> Identity:
     if row.kind == "baseline":
-        return f"baseline:{row.agent}" + (":published" if _published(row) else "")
+        return identity(row, f"baseline:{row.agent}" + (":published" if _published(row) else ""), None)
     effort = _agent_spec(row).get("effort")
-    return f"agent:{row.agent}" + (f":{effort}" if effort else "") + f"@{row.hours:g}h"
+    return identity(row, f"agent:{row.agent}" + (f":{effort}" if effort else "") + f"@{row.hours:g}h", label)
 
 
-def _run_score(store: Store, row: RunRow, scorer: str = "ours") -> RunScore:
-    rs = RunScore(id=row.id, entry=_key(row), kind=row.kind, agent=row.agent, model=_model_of(row),
+def _run_score(store: Store, row: RunRow, label: str | None = None, scorer: str = "ours") -> RunScore:
+    ident = _key(row, label)
+    rs = RunScore(id=row.id, entry=ident.key, kind=row.kind, agent=row.agent, model=_model_of(row),
                   benchmark=row.benchmark, seed=row.seed, hours=row.hours, status=row.status, flag=row.flag,
                   time_used_s=row.time_used_s, run_dir=None if _published(row) else row.run_dir,
-                  scorer="original" if _published(row) else scorer)
+                  smoke=ident.smoke, label=ident.label, scorer="original" if _published(row) else scorer)
     if row.kind == "agent" and row.time_used_s is not None and row.hours > 0:
         rs.time_used = row.time_used_s / (row.hours * 3600)
     if rs.run_dir and Path(rs.run_dir).is_dir():
@@ -168,13 +190,18 @@ def _original_score(rs: RunScore, row: RunRow, metrics: dict[str, dict[str, floa
     return rs
 
 
-def _pick(group: list[tuple[RunRow, RunScore]]) -> dict[tuple[str, str], dict[int, RunScore]]:
-    """The newest usable run per (model, benchmark, seed); `group` lists runs oldest first."""
-    cells: dict[tuple[str, str], dict[int, RunScore]] = {}
+def _pick(group: list[tuple[RunRow, RunScore]]) -> dict[tuple[str, str], dict[int, list[RunScore]]]:
+    """Every usable run per (model, benchmark, seed), oldest first: a repeated seed is one more sample, never a
+    replacement of the earlier run."""
+    cells: dict[tuple[str, str], dict[int, list[RunScore]]] = {}
     for _, rs in group:
         if rs.score is not None:
-            cells.setdefault((rs.model, rs.benchmark), {})[rs.seed] = rs
+            cells.setdefault((rs.model, rs.benchmark), {}).setdefault(rs.seed, []).append(rs)
     return cells
+
+
+def _seed_score(runs: list[RunScore]) -> float:
+    return statistics.fmean(rs.score for rs in runs)
 
 
 def _references(scored: list[tuple[RunRow, RunScore]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -183,9 +210,9 @@ def _references(scored: list[tuple[RunRow, RunScore]]) -> dict[str, dict[str, di
     for role, name in REFERENCE_ROLES.items():
         for published in (True, False):  # measured ones come second and overwrite
             group = [(r, s) for r, s in scored if r.kind == "baseline" and r.agent == name
-                     and _published(r) == published]
+                     and _published(r) == published and not s.smoke]
             for (model, bench), by_seed in _pick(group).items():
-                refs[role].setdefault(model, {})[bench] = statistics.fmean(s.score for s in by_seed.values())
+                refs[role].setdefault(model, {})[bench] = statistics.fmean(_seed_score(r) for r in by_seed.values())
     return refs
 
 
@@ -208,36 +235,44 @@ def _group(scored: list[tuple[RunRow, RunScore]]) -> dict[str, list[tuple[RunRow
 
 
 def _entry(key: str, group: list[tuple[RunRow, RunScore]], grid: Grid) -> Entry:
-    row = group[-1][0]
+    row, last = group[-1]
     agent_spec = _agent_spec(row)
     if row.kind == "baseline":
         label = BASELINE_LABELS.get(row.agent, row.agent) + (" (published)" if _published(row) else "")
         scaffold, hours = None, None
     else:
-        label = agent_spec.get("model") or row.agent
-        if agent_spec.get("effort"):
+        label = last.label or agent_spec.get("model") or row.agent
+        if agent_spec.get("effort") and not last.label:
             label += f" ({agent_spec['effort']})"
+        if agent_spec.get("command"):
+            label += f" [{command_hash(agent_spec['command'])}]"
         scaffold, hours = agent_spec.get("scaffold") or row.agent.partition(":")[0], row.hours
+    if last.smoke:
+        label += f" (smoke: {last.smoke})"
     entry = Entry(key=key, slug=_slug(key), kind=row.kind, agent=row.agent, label=label, scaffold=scaffold,
-                  hours=hours, source="published" if _published(row) else "measured")
+                  hours=hours, source="published" if _published(row) else "measured", smoke=last.smoke,
+                  network=row.spec.get("network") if row.kind == "agent" else None,
+                  test_access=test_access(row.spec) if row.kind == "agent" else None)
 
     picked = _pick(group)
-    for rs in (rs for by_seed in picked.values() for rs in by_seed.values()):
-        rs.counted = True
-    for _, rs in group:
-        if rs.score is not None and not rs.counted:
-            newer = picked[(rs.model, rs.benchmark)][rs.seed]
-            rs.note = f"superseded by the newer run {newer.id}"
+    for by_seed in picked.values():
+        for repeats in by_seed.values():
+            for index, rs in enumerate(repeats):
+                rs.counted = True
+                if len(repeats) > 1:
+                    rs.note = f"seed {rs.seed} run {len(repeats)} times: repeat {index + 1}, averaged"
 
     for (model, bench), by_seed in picked.items():
-        scores = {s: rs.score for s, rs in sorted(by_seed.items())}
+        scores = {s: _seed_score(runs) for s, runs in sorted(by_seed.items())}
+        samples = [rs.score for s in sorted(by_seed) for rs in by_seed[s]]
         entry.cells.append(Cell(
-            model=model, benchmark=bench, scores=scores, runs={s: rs.id for s, rs in sorted(by_seed.items())},
-            mean=statistics.fmean(scores.values()), std=_std(list(scores.values())),
-            flagged=sum(1 for rs in by_seed.values() if rs.flag),
+            model=model, benchmark=bench, scores=scores,
+            runs={s: [rs.id for rs in runs] for s, runs in sorted(by_seed.items())},
+            mean=statistics.fmean(samples), std=_std(samples),
+            flagged=sum(1 for runs in by_seed.values() for rs in runs if rs.flag),
         ))
-        entry.flagged += [rs.id for rs in by_seed.values() if rs.flag]
-    entry.runs = sum(len(by_seed) for by_seed in picked.values())
+        entry.flagged += [rs.id for runs in by_seed.values() for rs in runs if rs.flag]
+    entry.runs = sum(len(runs) for by_seed in picked.values() for runs in by_seed.values())
 
     present = {(c.model, c.benchmark): c for c in entry.cells
                if c.model in grid.models and c.benchmark in grid.benchmarks}
@@ -293,11 +328,13 @@ def _usage(entry: Entry, counted: list[RunScore]) -> None:
 
 
 def _rank(entries: list[Entry]) -> None:
-    """Highest average first; only agents whose average covers the whole table get a rank."""
-    entries.sort(key=lambda e: (e.average.value is None, -(e.average.value or 0.0), e.label))
+    """Highest average first, smoke tests after full runs; only full-test-set agents whose average covers the
+    whole table get a rank."""
+    entries.sort(key=lambda e: (e.smoke is not None, e.average.value is None, -(e.average.value or 0.0), e.label))
     rank = 0
     for entry in entries:
-        if entry.kind == "agent" and entry.average.value is not None and entry.average.complete:
+        if (entry.kind == "agent" and not entry.smoke and entry.average.value is not None
+                and entry.average.complete):
             rank += 1
             entry.rank = rank
 

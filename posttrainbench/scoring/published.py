@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from posttrainbench.scoring.weights import BaselineTable
-from posttrainbench.store import Store
+from posttrainbench.store import RunRow, Store
 
 HERE = Path(__file__).parent
 SOURCE = "aisa-group/PostTrainBench scripts/baselines.json and README"
@@ -50,25 +50,34 @@ def _model_id(entry: dict) -> str:
     return catalog_id(entry["hf_id"]) or entry["id"]
 
 
-def import_published_baselines(store: Store) -> list[str]:
-    """Store the published per-model baselines (zero-shot base, official instruct, few-shot base) as finished
-    baseline runs with spec.source = 'published' and no run directory. Importing twice adds nothing.
-    Returns the ids of the rows added."""
-    existing = {r.id for r in store.runs(kind="baseline")}
-    added = []
+def published_rows() -> list[RunRow]:
+    """The published per-model baselines (zero-shot base, official instruct, few-shot base) as finished baseline
+    rows with spec.source = 'published' and no run directory, built in memory: reading them writes nothing."""
+    rows = []
     for entry in _data()["models"]:
         model = _model_id(entry)
         for name in BASELINES:
             evaluated = entry["instruct_hf_id"] if name == "instruct" else entry["hf_id"]
             for bench, value in entry[name].items():
-                run_id = f"published-{name}-{model}-{bench}"
-                if run_id in existing:
-                    continue
                 spec = {"source": "published", "hf_id": entry["hf_id"], "evaluated": evaluated, "citation": SOURCE}
-                store.add_run(run_id, kind="baseline", agent=name, model=model, benchmark=bench, seed=0,
-                              hours=0.0, run_dir=Path(""), spec=spec)
-                store.put_metrics(run_id, "final", {"accuracy": value})
-                store.update(run_id, score=value, score_source="final")
-                store.set_status(run_id, "done")
-                added.append(run_id)
+                rows.append(RunRow(id=f"published-{name}-{model}-{bench}", kind="baseline", agent=name, model=model,
+                                   benchmark=bench, seed=0, hours=0.0, run_dir="", spec=spec, status="done",
+                                   created_at="", score=value, score_source="final"))
+    return rows
+
+
+def import_published_baselines(store: Store) -> list[str]:
+    """Store the published baselines (published_rows) as runs, for a store that should keep them.
+    Importing twice adds nothing. Returns the ids of the rows added."""
+    existing = {r.id for r in store.runs(kind="baseline")}
+    added = []
+    for row in published_rows():
+        if row.id in existing:
+            continue
+        store.add_run(row.id, kind=row.kind, agent=row.agent, model=row.model, benchmark=row.benchmark, seed=0,
+                      hours=0.0, run_dir=Path(""), spec=row.spec)
+        store.put_metrics(row.id, "final", {"accuracy": row.score})
+        store.update(row.id, score=row.score, score_source="final")
+        store.set_status(row.id, "done")
+        added.append(row.id)
     return added

@@ -34,15 +34,17 @@ class RunScore(BaseModel):
     items: int | None = None  # number of per-item scores found for the bootstrap
     run_dir: str | None = None  # None for published numbers
     scorer: str = "ours"  # "ours" (accuracy) or "original" (accuracy_original; always for published numbers)
+    smoke: str | None = None  # why the run is a smoke test (fewer items, capped tokens); None for a full run
+    label: str | None = None  # the grid's label of the agent
 
 
 class Cell(BaseModel):
     model: str
     benchmark: str
-    scores: dict[int, float] = {}  # seed -> score
-    runs: dict[int, str] = {}  # seed -> run id
+    scores: dict[int, float] = {}  # seed -> score (the mean of its repeats when a seed ran more than once)
+    runs: dict[int, list[str]] = {}  # seed -> run ids, oldest first
     mean: float | None = None
-    std: float | None = None
+    std: float | None = None  # over every run of the cell, repeats of a seed included
     flagged: int = 0
 
 
@@ -55,6 +57,9 @@ class Entry(BaseModel):
     scaffold: str | None = None
     hours: float | None = None
     source: str = "measured"  # or 'published'
+    smoke: str | None = None  # a smoke test entry (--limit, --max-tokens): shown apart, never ranked
+    network: str | None = None
+    test_access: str | None = None
     rank: int | None = None
     cells: list[Cell] = []
     benchmarks: dict[str, Stat] = {}

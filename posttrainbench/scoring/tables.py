@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 
 from rich.table import Table as RichTable
 
+from posttrainbench import units
 from posttrainbench.errors import PtbError
 from posttrainbench.scoring.leaderboard import leaderboard
 from posttrainbench.scoring.schema import Entry, Leaderboard, Stat
-from posttrainbench.store import Store
+from posttrainbench.store import Store, short_id
 
 VIEWS = ("agent", "benchmark", "model", "run")
+SHORT = {"aime2025": "AIME", "arenahardwriting": "Arena", "bfcl": "BFCL", "gpqamain": "GPQA", "gsm8k": "GSM8K",
+         "healthbench": "Health", "humaneval": "HumanEval"}
 MISSING = "—"
 
 
@@ -125,6 +128,14 @@ def weights_table(lb: Leaderboard) -> Table:
                  ["benchmark", "published_weight", "own_weight", "base_mean", "instruct_mean"], rows)
 
 
+def view_table(lb: Leaderboard, by: str) -> Table:
+    """The flat table behind a `ptb scores --by` view (for --json and --csv)."""
+    tables = {"agent": leaderboard_table, "benchmark": benchmark_table, "model": model_table, "run": run_table}
+    if by not in tables:
+        raise PtbError(f"unknown view '{by}'; valid: {', '.join(VIEWS)}")
+    return tables[by](lb)
+
+
 def all_tables(lb: Leaderboard) -> list[Table]:
     return [leaderboard_table(lb), benchmark_table(lb), model_table(lb), cell_table(lb), usage_table(lb),
             weights_table(lb), run_table(lb)]
@@ -154,41 +165,47 @@ def fmt_stat(stat: Stat, *, std: bool = True) -> str:
 
 def scores_table(store: Store, by: str = "agent", **options) -> RichTable:
     """The `ptb scores` view: by 'agent' (the leaderboard), 'benchmark', 'model' or 'run'.
-    Options go to leaderboard() (models, benchmarks, hours, bootstrap, seed)."""
+    Options go to leaderboard() (models, benchmarks, hours, grid, published, bootstrap, seed, scorer)."""
     if by not in VIEWS:
         raise PtbError(f"unknown view '{by}'; valid: {', '.join(VIEWS)}")
     lb = leaderboard(store, **options)
     if by == "run":
-        return _rich(run_table(lb), ["run", "agent", "model", "benchmark", "seed", "status", "score",
-                                     "score_source", "scorer", "flag", "time_used_pct", "cost_usd", "note"])
-    table = RichTable(title=_title(by), caption=_caption(lb))
+        return _run_view(lb)
+    table = RichTable(title=_title(by), caption=_caption(lb, by), box=None, pad_edge=False, caption_justify="left",
+                      collapse_padding=True)
     table.add_column("#", justify="right")
-    table.add_column("agent")
+    table.add_column("agent", no_wrap=True, overflow="ellipsis", max_width=28)
     if by == "agent":
-        for name in ("scaffold", "average", "95% CI", "own weights", "normalised", *lb.benchmarks,
-                     "time used", "cost $", "flags"):
-            table.add_column(name, justify="left" if name == "scaffold" else "right")
-        for e in lb.entries:
-            table.add_row(_rank(e), e.label, e.scaffold or MISSING, fmt_stat(e.average), _ci(e.average),
-                          fmt_stat(e.average_own, std=False), fmt_stat(e.normalised, std=False),
-                          *(fmt_stat(e.benchmarks[b], std=False) for b in lb.benchmarks),
-                          _pct_text(e.time_used), _money_text(e.cost_usd), str(len(e.flagged) or ""))
+        # what fits 80 columns; per benchmark: --by benchmark; every column: --json / --csv
+        for name in ("average", "95% CI", "norm.", "time", "cost", "flags"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for e, following in zip(lb.entries, [*lb.entries[1:], None], strict=True):
+            # smoke tests (fewer items, capped tokens) sit below a rule, apart from full-test-set results
+            apart = following is not None and bool(following.smoke) and not e.smoke
+            table.add_row(_rank(e), e.label, fmt_stat(e.average), _ci(e.average), fmt_stat(e.normalised, std=False),
+                          _pct_text(e.time_used), _money_text(e.cost_usd), str(len(e.flagged) or ""),
+                          end_section=apart)
         return table
     columns = lb.benchmarks if by == "benchmark" else lb.models
     for name in columns:
-        table.add_column(name, justify="right")
+        table.add_column(SHORT.get(name, name), justify="right", no_wrap=True)
     for e in lb.entries:
         stats = e.benchmarks if by == "benchmark" else e.models
-        table.add_row(_rank(e), e.label, *(fmt_stat(stats[c]) for c in columns))
+        table.add_row(_rank(e), e.label, *(fmt_stat(stats[c], std=False) for c in columns))
     return table
 
 
-def _rich(t: Table, columns: list[str]) -> RichTable:
-    table = RichTable(title=t.title)
-    for c in columns:
-        table.add_column(c)
-    for row in t.rows:
-        table.add_row(*(MISSING if row[c] is None else str(row[c]) for c in columns))
+def _run_view(lb: Leaderboard) -> RichTable:
+    table = RichTable(title=f"Runs (score %, scorer: {lb.scorer}; time: share of the budget)", box=None, pad_edge=False,
+                      collapse_padding=True)
+    for name, low, high in (("run", 6, None), ("agent", None, 16), ("model", None, 12), ("bench", None, 10),
+                            ("seed", 4, None), ("score", 6, None), ("time", 4, None), ("note", None, 24)):
+        table.add_column(name, justify="right" if name in ("seed", "score", "time") else "left", no_wrap=True,
+                         overflow="ellipsis", min_width=low, max_width=high)
+    for r in lb.runs:
+        score = units.percent(r.score, sign=False) + ("ᵇ" if r.source and r.source != "final" else "")
+        table.add_row(short_id(r.id), r.agent, r.model, r.benchmark, str(r.seed), score, _pct_text(r.time_used),
+                      r.flag or r.note or ("smoke: " + r.smoke if r.smoke else ""))
     return table
 
 
@@ -197,10 +214,12 @@ def _title(by: str) -> str:
             "model": "Per model, weighted average (%)"}[by]
 
 
-def _caption(lb: Leaderboard) -> str:
-    return (f"scorer: {lb.scorer} (published rows: original); "
-            "± = sample std over seeds; * = over an incomplete table; — = missing; "
-            f"models: {', '.join(lb.models) or MISSING}")
+def _caption(lb: Leaderboard, by: str) -> str:
+    text = (f"scorer: {lb.scorer} (published rows: original); ± sample std over seeds; * over an incomplete "
+            "table; — missing")
+    if by == "agent":
+        text += "; norm. = (score − base)/(instruct − base); time = share of the budget"
+    return text + f"; models: {', '.join(lb.models) or MISSING}"
 
 
 def _rank(e: Entry) -> str:
@@ -216,4 +235,4 @@ def _pct_text(value: float | None) -> str:
 
 
 def _money_text(value: float | None) -> str:
-    return MISSING if value is None else f"{value:,.2f}"
+    return units.money(value)

@@ -5,7 +5,6 @@ because a grid of a hundred cells is written by hand and a bare pydantic locatio
 
 import hashlib
 import itertools
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -36,8 +35,9 @@ def _catalog_benchmark(name: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _split_command(value):
-    return shlex.split(value) if isinstance(value, str) else value
+def _shell_line(value):
+    # a string is one shell line, run by `bash -c` as written (a list stays an argv)
+    return [value] if isinstance(value, str) else value
 
 
 def _seed_list(value):
@@ -52,8 +52,8 @@ def _seed_list(value):
 class GridAgent(AgentSpec):
     model_config = ConfigDict(extra="forbid")
 
-    command: Annotated[list[str] | None, BeforeValidator(_split_command)] = Field(
-        None, description="argv of a `command` agent: a list, or one shell-quoted string"
+    command: Annotated[list[str] | None, BeforeValidator(_shell_line)] = Field(
+        None, description="a `command` agent's command: one shell line (run by `bash -c`), or an argv list"
     )
     label: str | None = Field(None, pattern=NAME_PATTERN, description="the agent's name in cell keys and tables")
     hours: float | None = Field(None, gt=0, description="this agent's budget, instead of the grid's")
@@ -124,6 +124,7 @@ class Grid(BaseModel):
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items (tests, demos)")
     llm: LlmLimits = Field(default_factory=LlmLimits, description="LLM spending limits of every run")
     sandbox_limits: SandboxLimits = Field(default_factory=SandboxLimits, description="each agent sandbox's resources")
+    max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens per item (CPU demos)")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
 
@@ -156,7 +157,8 @@ def expand(grid: Grid) -> list[Cell]:
                        hours=grid.hours if agent.hours is None else agent.hours,
                        gpus=grid.gpus if agent.gpus is None else agent.gpus,
                        sandbox=grid.sandbox, network=grid.network, test_access=grid.test_access,
-                       limit=grid.limit, llm=grid.llm, sandbox_limits=grid.sandbox_limits)
+                       limit=grid.limit, max_tokens=grid.max_tokens, llm=grid.llm,
+                       sandbox_limits=grid.sandbox_limits)
         cells.append(Cell(key=f"{agent.key}/{model}/{benchmark}/{seed}", agent=agent.key, spec=spec))
     return cells
 

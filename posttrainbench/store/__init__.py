@@ -1,5 +1,5 @@
 """SQLite store of runs, their stages and metrics. Artifacts stay in each run's directory."""
 
-from posttrainbench.store.db import RunRow, Store
+from posttrainbench.store.db import RunRow, Store, short_id
 
-__all__ = ["RunRow", "Store"]
+__all__ = ["RunRow", "Store", "short_id"]

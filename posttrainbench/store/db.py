@@ -165,6 +165,20 @@ class Store:
             raise PtbError(f"no run '{run_id}' in the store {self.path}")
         return _row(row)
 
+    def resolve(self, text: str) -> str:
+        """The run id that `text` names: the id itself, or (like git) a unique prefix of the id or of its random
+        tail, the short id tables show."""
+        ids = [r[0] for r in self.db.execute("SELECT id FROM runs")]
+        if text in ids:
+            return text
+        found = [i for i in ids if text and (i.startswith(text) or short_id(i).startswith(text))]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise PtbError(f"no run '{text}' in the store {self.path}")
+        shown = ", ".join(sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
+        raise PtbError(f"'{text}' names {len(found)} runs ({shown}); give more of the id")
+
     def runs(self, **where) -> list[RunRow]:
         clause = " AND ".join(f"{k}=?" for k in where)
         sql = "SELECT * FROM runs" + (f" WHERE {clause}" if clause else "") + " ORDER BY created_at, id"
@@ -186,6 +200,12 @@ class Store:
                 )
                 reaped.append(row["id"])
         return reaped
+
+
+def short_id(run_id: str) -> str:
+    """The random tail of a run id (20260101-120000-a1b2c3 -> a1b2c3), or the whole id when it has none."""
+    tail = run_id.rpartition("-")[2]
+    return tail if len(tail) == 6 and all(ch in "0123456789abcdef" for ch in tail) else run_id
 
 
 def _alive(pid: int | None) -> bool:

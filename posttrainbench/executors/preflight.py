@@ -1,0 +1,26 @@
+"""What a run needs from this machine, checked before the run exists: a run that could never start is not stored
+as a failed result, and the user learns the cause in one line."""
+
+from pathlib import Path
+
+from posttrainbench.agents.launch import require_llm_key, user_mounts
+from posttrainbench.errors import PtbError
+from posttrainbench.specs import RunSpec, get_benchmark, get_model
+
+DEV = Path("/dev")
+
+
+def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
+    """GPUs asked for are present; an LLM agent has a key for its provider. (Model and data are resolved by the
+    run's preparation, which also comes before the run is stored.) A wrong model or benchmark id is named first."""
+    get_model(spec.model)
+    get_benchmark(spec.benchmark)
+    if spec.gpus > 0:
+        nodes = sorted(dev_root.glob("nvidia[0-9]*"))
+        if not (dev_root / "nvidiactl").exists() or not nodes:
+            raise PtbError(f"--gpus {spec.gpus} asks for GPUs but this machine has none (no {dev_root}/nvidiactl): "
+                           "pass --gpus 0 to train on CPU")
+        if len(nodes) < spec.gpus:
+            raise PtbError(f"--gpus {spec.gpus} asks for more GPUs than this machine has ({len(nodes)})")
+    require_llm_key(spec.agent.scaffold)
+    user_mounts(spec.agent)
