@@ -19,6 +19,14 @@ from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import data, fewshot
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
+from posttrainbench.evaluation.vllm_server import (
+    ENV_VLLM,
+    ServerStartError,
+    VllmServer,
+    generation_deadline_s,
+    server_args,
+    vllm_command,
+)
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
 from posttrainbench.specs.benchmarks import Generation
 from posttrainbench.workspace.layout import SANDBOX_DATA
@@ -29,6 +37,9 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
 NOT_CARRIED = {"generation_config.json", "custom_generate"}
 
 EVALUATE_PY = Path(__file__).parent / "evaluate_py.jinja"
+# Requests in flight at most: inspect's HTTP pool holds 1,000 connections, and vLLM runs at most 1,024 sequences
+# at once even on the largest GPUs; every item up to that is in flight, the engine schedules the rest.
+VLLM_MAX_CONNECTIONS = 1000
 
 
 def check_model_dir(model_path: Path) -> None:
@@ -58,16 +69,18 @@ def check_model_dir(model_path: Path) -> None:
 
 
 def resolve_backend(backend: str, device: str | None) -> tuple[str, str]:
-    """(backend, device): vLLM when it is importable and a GPU is present, else transformers."""
+    """(backend, device): vLLM when a GPU is present and `vllm` can be run (vllm_server.vllm_command), else
+    transformers."""
     import torch
 
     has_gpu = torch.cuda.is_available()
     if backend == "auto":
-        backend = "vllm" if has_gpu and importlib.util.find_spec("vllm") is not None else "hf"
+        backend = "vllm" if has_gpu and vllm_command() is not None else "hf"
     if backend not in ("hf", "vllm"):
         raise PtbError(f"unknown backend '{backend}'; valid: auto, hf, vllm")
-    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise PtbError("backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]')")
+    if backend == "vllm" and vllm_command() is None:
+        raise PtbError(f"backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]', "
+                       f"or set {ENV_VLLM} to a vllm executable)")
     return backend, device or ("cuda" if has_gpu else "cpu")
 
 
@@ -169,37 +182,70 @@ def evaluate(
     first = max_tokens or pinned.max_tokens
     budgets = [first] + [t for t in pinned.fallback_max_tokens if t < first]
     attempts: list[dict] = []
-    for budget in budgets:
-        generation = pinned.model_copy(update={"max_tokens": budget})
-        ctx = replace(ctx, generation=generation)
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="ptb-eval-") as tmp:
-            view = _model_view(
-                model_path, Path(tmp) / "model", _hf_generation_config(generation, budget, stops, pad, bos)
-            )
-            try:
-                log = _run_inspect(
-                    module, ctx, view, template, generation, backend, device, limit,
-                    max_connections, gpu_memory_utilization, stops, out_dir, demos,
-                )
-                error = None if log.status == "success" else (log.error.message if log.error else log.status)
-            except PtbError:
-                raise
-            except Exception as exc:  # a failed generation (OOM, server crash) is retried with fewer tokens
-                log, error = None, f"{type(exc).__name__}: {exc}"
-        attempts.append(
-            {"max_tokens": budget, "status": "success" if error is None else "error", "error": error,
-             "seconds": round(time.monotonic() - started, 2)}
-        )
-        if error is None:
-            break
-        if error.startswith("GraderError"):
-            # the grader failed, not generation: fewer tokens would not help
-            raise PtbError(f"grading {spec.id} failed: {error}")
-        print(f"evaluation with max_tokens={budget} failed: {(error.splitlines() or [''])[0]}", file=sys.stderr)
-    else:
-        (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
-        raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times; see {out_dir}/logs")
+    with tempfile.TemporaryDirectory(prefix="ptb-eval-") as tmp:
+        server = None
+        if backend == "vllm":
+            view = _model_view(model_path, Path(tmp) / "model", _hf_generation_config(pinned, first, stops, pad, bos))
+            template_file = view / "ptb_chat_template.jinja"
+            template_file.write_text(template.text)
+            flags = server_args(chat_template=template_file, seed=pinned.seed, device=device,
+                                gpu_memory_utilization=gpu_memory_utilization,
+                                extra=getattr(module, "VLLM_ARGS", {}))  # e.g. BFCL's tool-call parser
+            server = VllmServer(view, flags, log_path=out_dir / "logs" / "vllm-serve.log", device=device)
+        try:
+            for budget in budgets:
+                generation = pinned.model_copy(update={"max_tokens": budget})
+                ctx = replace(ctx, generation=generation)
+                task = module.build_task(ctx)
+                if demos is not None:
+                    task = fewshot.with_demos(task, demos)
+                n_items = len(task.dataset) if limit is None else min(limit, len(task.dataset))
+                connections = max_connections
+                if backend == "vllm" and not connections:
+                    connections = max(1, min(n_items, VLLM_MAX_CONNECTIONS))
+                attempt: dict = {"max_tokens": budget}
+                started = time.monotonic()
+                log, error = None, None
+                try:
+                    if server is not None and not server.alive():
+                        attempt["server_start_s"] = round(server.start(), 1)
+                        print(f"vllm serve started in {attempt['server_start_s']} s", file=sys.stderr)
+                    view = server.model_dir if server else _model_view(
+                        model_path, Path(tmp) / f"model-{budget}",
+                        _hf_generation_config(generation, budget, stops, pad, bos),
+                    )
+                    log = _run_inspect(task, view, template, generation, device, n_items, connections, stops,
+                                       out_dir, demos is not None, server)
+                    error = None if log.status == "success" else (log.error.message if log.error else log.status)
+                except ServerStartError as exc:
+                    error = str(exc)
+                    if not exc.out_of_memory:  # the model cannot be served at all: fewer tokens would not help
+                        attempts.append({**attempt, "status": "error", "error": error})
+                        (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
+                        raise PtbError(f"cannot serve {model_path} with vLLM: {error}") from None
+                except PtbError:
+                    raise
+                except Exception as exc:  # a failed generation (OOM, server crash) is retried with fewer tokens
+                    error = f"{type(exc).__name__}: {exc}"
+                if error is not None and server is not None and server.failure():
+                    error = f"{server.failure()} [{(error.splitlines() or [''])[0]}]"
+                    server.stop()
+                attempts.append({**attempt, "status": "success" if error is None else "error", "error": error,
+                                 "seconds": round(time.monotonic() - started, 2)})
+                if error is None:
+                    break
+                if error.startswith("GraderError"):
+                    # the grader failed, not generation: fewer tokens would not help
+                    raise PtbError(f"grading {spec.id} failed: {error}")
+                print(f"evaluation with max_tokens={budget} failed: {(error.splitlines() or [''])[0]}",
+                      file=sys.stderr)
+            else:
+                (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
+                raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times "
+                               f"(last: {(error.splitlines() or [''])[0]}); see {out_dir}/logs")
+        finally:
+            if server is not None:
+                server.close()
 
     metrics = _metrics(log, module)
     metrics.update(
@@ -213,7 +259,7 @@ def evaluate(
             **generation.model_dump(exclude={"fallback_max_tokens"}),
             "stop_token_ids": stops,
             "enable_thinking": True,
-            "max_connections": max_connections,
+            "max_connections": connections,
             **template.record(),
         },
         prompting=prompting,
@@ -224,42 +270,37 @@ def evaluate(
 
 
 def _run_inspect(
-    module,
-    ctx: EvalContext,
+    task,
     view: Path,
     template: ChatTemplate,
     gen: Generation,
-    backend: str,
     device: str,
-    limit: int | None,
-    max_connections: int | None,
-    gpu_memory_utilization: float | None,
+    n_items: int,
+    connections: int | None,
     stops: list[int],
     out_dir: Path,
-    demos: list | None,
+    fewshot_mode: bool,
+    server: VllmServer | None,
 ):
+    """One inspect-ai evaluation: in-process transformers when `server` is None, else requests to `server`."""
     import inspect_ai
 
-    task = module.build_task(ctx)
-    if demos is not None:
-        task = fewshot.with_demos(task, demos)
     common = dict(
         log_dir=str(out_dir / "logs"),
         log_format="json",
-        limit=limit,
+        limit=n_items,
         max_tokens=gen.max_tokens,
-        seed=gen.seed,
-        max_connections=max_connections,
+        max_connections=connections,
         top_p=gen.top_p,
         display="full" if sys.stdout.isatty() else "plain",
         score_display=False,
         log_realtime=False,
-        stop_seqs=[fewshot.STOP] if demos is not None else None,
+        stop_seqs=[fewshot.STOP] if fewshot_mode else None,
     )
-    if backend == "hf":
+    if server is None:
         import torch
 
-        if demos is not None:
+        if fewshot_mode:
             from posttrainbench.evaluation.stop_strings import share_stop_strings
 
             share_stop_strings()
@@ -274,30 +315,31 @@ def _run_inspect(
             # bf16 checkpoints are slow (and on some CPUs inexact) in bf16 on CPU.
             "dtype": "auto" if device.startswith("cuda") else torch.float32,
         }
-        if max_connections:
-            model_args["batch_size"] = max_connections
+        if connections:
+            model_args["batch_size"] = connections
         logs = inspect_ai.eval(
-            task, model="hf/local", model_args=model_args, temperature=gen.temperature, top_k=gen.top_k, **common
+            task, model="hf/local", model_args=model_args, temperature=gen.temperature, top_k=gen.top_k,
+            seed=gen.seed, **common,
         )
-    else:
-        template_file = view / "ptb_chat_template.jinja"
-        template_file.write_text(template.text)
-        model_args = {"chat_template": str(template_file), "generation_config": "vllm", "seed": gen.seed}
-        if gpu_memory_utilization:
-            model_args["gpu_memory_utilization"] = gpu_memory_utilization
-        # e.g. BFCL's tool-call parser flags for `vllm serve`
-        model_args.update(getattr(module, "VLLM_ARGS", {}))
-        extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
-        if gen.top_k is not None:
-            extra_body["top_k"] = gen.top_k
+        return logs[0]
+    # The seed is the server's (--seed), not one per request: per-request seeds make vLLM's sampler draw for
+    # each sequence apart, a Python loop over the whole batch at every step (benchmarks/gpu_eval.py measures it).
+    extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
+    if gen.top_k is not None:
+        extra_body["top_k"] = gen.top_k
+    server.arm(generation_deadline_s(n_items, gen.max_tokens, connections or 1, device))
+    try:
         logs = inspect_ai.eval(
             task,
-            model=f"vllm/{view}",
-            model_args=model_args,
+            model=f"vllm/{server.served_name}",
+            model_base_url=server.base_url,
+            model_args={"api_key": server.api_key},
             temperature=gen.temperature if gen.temperature is not None else 0.0,
             extra_body=extra_body,
             **common,
         )
+    finally:
+        server.disarm()
     return logs[0]
 
 
