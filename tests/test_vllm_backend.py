@@ -3,9 +3,12 @@ in flight, our flags and sampling on the wire, and the failure paths (start-up e
 dies mid-way or never answers) ending in a clear error or a retry with fewer tokens, never a hang."""
 
 import json
+import os
 import stat
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,7 +67,7 @@ def test_one_server_all_items_in_flight_pinned_sampling(small_model, tmp_path, f
     assert len(requests) == 3
     for body in requests:
         assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["top_k"] == 20
-        assert body["max_tokens"] == 4000 and "seed" not in body
+        assert body["max_tokens"] == 4000 and body["seed"] == 0
         assert body["chat_template_kwargs"] == {"enable_thinking": True} and body["stop_token_ids"]
     assert not template.exists()  # the model view was removed after the evaluation
     assert (tmp_path / "out" / "logs" / "vllm-serve.log").read_text().startswith("$ ")
@@ -128,6 +131,28 @@ def test_watchdog_stops_a_generation_phase_past_its_deadline(tmp_path, fake_vllm
         assert "ran past its deadline" in server.failure()
     finally:
         server.close()
+
+
+def test_server_does_not_outlive_the_evaluating_process(tmp_path, fake_vllm):
+    fake_vllm("ok")
+    pid_file = tmp_path / "server.pid"
+    script = (
+        "import os, sys; from pathlib import Path\n"
+        "from posttrainbench.evaluation.vllm_server import VllmServer\n"
+        f"s = VllmServer(Path({str(tmp_path)!r}), [], log_path=Path({str(tmp_path / 'serve.log')!r}), device='cpu')\n"
+        f"s.start(); Path({str(pid_file)!r}).write_text(str(s._proc.pid)); os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
+    pid = int(pid_file.read_text())
+    for _ in range(600):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("vllm serve outlived the process that started it")
 
 
 def test_deadline_scales_with_the_workload():

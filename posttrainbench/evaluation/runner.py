@@ -8,6 +8,7 @@ code and pickled weights (refused before loading).
 import argparse
 import importlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,9 +38,8 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
 NOT_CARRIED = {"generation_config.json", "custom_generate"}
 
 EVALUATE_PY = Path(__file__).parent / "evaluate_py.jinja"
-# Requests in flight at most: inspect's HTTP pool holds 1,000 connections, and vLLM runs at most 1,024 sequences
-# at once even on the largest GPUs; every item up to that is in flight, the engine schedules the rest.
-VLLM_MAX_CONNECTIONS = 1000
+# inspect-ai's HTTP pool size (1,000 by default): raised for an evaluation that has more items in flight.
+INSPECT_POOL_ENV = "INSPECT_HTTP_POOL_CONNECTIONS"
 
 
 def check_model_dir(model_path: Path) -> None:
@@ -200,9 +200,9 @@ def evaluate(
                 if demos is not None:
                     task = fewshot.with_demos(task, demos)
                 n_items = len(task.dataset) if limit is None else min(limit, len(task.dataset))
-                connections = max_connections
-                if backend == "vllm" and not connections:
-                    connections = max(1, min(n_items, VLLM_MAX_CONNECTIONS))
+                # vLLM: every item in flight unless told otherwise; the engine schedules them (a cap here left the
+                # GPU idle between waves while inspect finished the first wave: gpu_eval.py, benchmarks/README.md)
+                connections = max_connections or (max(1, n_items) if backend == "vllm" else None)
                 attempt: dict = {"max_tokens": budget}
                 started = time.monotonic()
                 log, error = None, None
@@ -290,6 +290,7 @@ def _run_inspect(
         log_format="json",
         limit=n_items,
         max_tokens=gen.max_tokens,
+        seed=gen.seed,
         max_connections=connections,
         top_p=gen.top_p,
         display="full" if sys.stdout.isatty() else "plain",
@@ -318,16 +319,16 @@ def _run_inspect(
         if connections:
             model_args["batch_size"] = connections
         logs = inspect_ai.eval(
-            task, model="hf/local", model_args=model_args, temperature=gen.temperature, top_k=gen.top_k,
-            seed=gen.seed, **common,
+            task, model="hf/local", model_args=model_args, temperature=gen.temperature, top_k=gen.top_k, **common
         )
         return logs[0]
-    # The seed is the server's (--seed), not one per request: per-request seeds make vLLM's sampler draw for
-    # each sequence apart, a Python loop over the whole batch at every step (benchmarks/gpu_eval.py measures it).
     extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
     if gen.top_k is not None:
         extra_body["top_k"] = gen.top_k
     server.arm(generation_deadline_s(n_items, gen.max_tokens, connections or 1, device))
+    pool = os.environ.get(INSPECT_POOL_ENV)
+    if connections and connections > int(pool or 1000):
+        os.environ[INSPECT_POOL_ENV] = str(connections)
     try:
         logs = inspect_ai.eval(
             task,
@@ -340,6 +341,10 @@ def _run_inspect(
         )
     finally:
         server.disarm()
+        if pool is None:
+            os.environ.pop(INSPECT_POOL_ENV, None)
+        else:
+            os.environ[INSPECT_POOL_ENV] = pool
     return logs[0]
 
 

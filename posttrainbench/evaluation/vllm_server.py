@@ -154,7 +154,7 @@ class VllmServer:
             log.write(f"$ {' '.join(argv)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=env, start_new_session=True)
+                                          env=env, start_new_session=True, preexec_fn=_die_with_parent)
         while True:
             code = self._proc.poll()
             if code is not None:
@@ -259,6 +259,14 @@ def _tail(path: Path, lines: int = 200) -> list[str]:
     # the log holds model output only indirectly (the model's own files can make the loader print): keep it printable
     return [line.strip()[:300].encode("ascii", "backslashreplace").decode() for line in text.splitlines()
             if line.strip()][-lines:]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the evaluating process dies, so no server outlives it on the GPU."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _group_alive(proc: subprocess.Popen) -> bool:
