@@ -101,6 +101,9 @@ def server_args(
         args["dtype"] = "float32"  # as the transformers backend on CPU: bf16 there is slow and on some CPUs inexact
         # on CPU the memory share means host RAM (0.92 by default): give the KV cache a fixed size instead
         args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        # torch.compile of the model took 6 of the 9.5 minutes a CPU start-up took here (2 cores): far more than
+        # the short evaluations a CPU runs
+        args["enforce_eager"] = True
     args.update(extra)
     flags: list[str] = []
     for key, value in args.items():
