@@ -42,7 +42,8 @@ def main() -> None:
         while True:
             calls.append(time.monotonic())
             output = ModelOutput.from_content(model="mockllm", content=text)
-            output.usage = ModelUsage(input_tokens=1, output_tokens=args.answer_words, total_tokens=1 + args.answer_words)
+            words = args.answer_words
+            output.usage = ModelUsage(input_tokens=1, output_tokens=words, total_tokens=1 + words)
             yield output
 
     model = get_model("mockllm/model", custom_outputs=outputs(), memoize=False)

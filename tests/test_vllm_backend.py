@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from posttrainbench.errors import PtbError
-from posttrainbench.evaluation.runner import evaluate
-from posttrainbench.evaluation.vllm_server import ServerStartError, VllmServer, generation_deadline_s
+from posttrainbench.evaluation.runner import evaluate, resolve_backend
+from posttrainbench.evaluation.vllm_server import ServerStartError, VllmServer, generation_deadline_s, server_args
 
 FAKE = Path(__file__).parent / "fake_vllm.py"
 
@@ -160,3 +160,21 @@ def test_deadline_scales_with_the_workload():
     assert generation_deadline_s(1319, 4000, 1000, "cuda") > small
     assert generation_deadline_s(10, 512, 2, "cpu") > small
     assert generation_deadline_s(30, 16000, 6, "cuda") < 8 * 3600  # the original's fixed limit
+
+
+def test_server_flags_per_device(tmp_path):
+    template = tmp_path / "t.jinja"
+    gpu = server_args(chat_template=template, seed=0, device="cuda", gpu_memory_utilization=0.3,
+                      extra={"enable_auto_tool_choice": True, "tool_call_parser": "hermes"})
+    assert gpu[gpu.index("--gpu-memory-utilization") + 1] == "0.3" and "--dtype" not in gpu
+    assert "--enable-auto-tool-choice" in gpu and gpu[gpu.index("--tool-call-parser") + 1] == "hermes"
+    cpu = server_args(chat_template=template, seed=0, device="cpu", gpu_memory_utilization=0.3, extra={})
+    # on CPU the memory share would mean host RAM: a fixed KV cache instead, float32 and no compilation
+    assert "--gpu-memory-utilization" not in cpu and "--kv-cache-memory-bytes" in cpu
+    assert cpu[cpu.index("--dtype") + 1] == "float32" and "--enforce-eager" in cpu
+
+
+def test_missing_vllm_executable_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PTB_VLLM", "/nonexistent/vllm")
+    with pytest.raises(PtbError, match="PTB_VLLM=/nonexistent/vllm is not an executable"):
+        resolve_backend("vllm", "cpu")
