@@ -51,13 +51,13 @@ def test_greedy_completions_match_transformers(small_model, tmp_path):
     assert list(ours) == list(theirs)
 
 
-@pytest.mark.parametrize("benchmark", ["aime2025", "gsm8k", "gpqamain", "bfcl"])
-def test_sampled_benchmarks_run_on_real_vllm(benchmark, small_model, tmp_path):
-    metrics = _run(small_model, benchmark, tmp_path)
+@pytest.mark.parametrize("bench", ["aime2025", "gsm8k", "gpqamain", "bfcl"])
+def test_sampled_benchmarks_run_on_real_vllm(bench, small_model, tmp_path):
+    metrics = _run(small_model, bench, tmp_path)
     assert metrics["backend"] == "vllm" and metrics["n_samples"] == 2
     assert 0 < metrics["output_tokens"] <= 2 * MAX_TOKENS
     assert [a["status"] for a in metrics["attempts"]] == ["success"]
-    if benchmark == "bfcl":  # the server ran with the tool-call parser and took the tools of each request
+    if bench == "bfcl":  # the server ran with the tool-call parser and took the tools of each request
         serve_log = (tmp_path / "logs" / "vllm-serve.log").read_text()
         assert "--tool-call-parser hermes" in serve_log and "--enable-auto-tool-choice" in serve_log
 
@@ -68,15 +68,15 @@ def test_fewshot_mode_stops_at_the_next_turn(small_model, tmp_path):
     assert all(STOP not in _text(c) for c in _completions(tmp_path))
 
 
-@pytest.mark.parametrize("benchmark", ["arenahardwriting", "healthbench"])
-def test_graded_benchmarks_against_the_scripted_grader(benchmark, small_model, tmp_path):
+@pytest.mark.parametrize("bench", ["arenahardwriting", "healthbench"])
+def test_graded_benchmarks_against_the_scripted_grader(bench, small_model, tmp_path):
     def script(request) -> str:
-        if benchmark == "arenahardwriting":
+        if bench == "arenahardwriting":
             return "[[A=B]]"
         return '{"explanation": "scripted", "criteria_met": true}'
 
     with FakeOpenAI(script) as grader:
-        metrics = _run(small_model, benchmark, tmp_path,
+        metrics = _run(small_model, bench, tmp_path,
                        grader=GraderConfig(model="gpt-5-mini", base_url=grader.url, api_key="test-key"))
         assert grader.posts()  # every answer went to the grader
     assert metrics["backend"] == "vllm" and metrics["n_samples"] == 2 and metrics["accuracy"] is not None

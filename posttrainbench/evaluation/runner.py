@@ -208,7 +208,7 @@ def evaluate(
                 log, error = None, None
                 try:
                     if server is not None and not server.alive():
-                        attempt["server_start_s"] = round(server.start(), 1)
+                        attempt["server_start_s"] = round(server.start(while_loading=_warm_inspect), 1)
                         print(f"vllm serve started in {attempt['server_start_s']} s", file=sys.stderr)
                     view = server.model_dir if server else _model_view(
                         model_path, Path(tmp) / f"model-{budget}",
@@ -267,6 +267,21 @@ def evaluate(
     )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _warm_inspect() -> None:
+    """One tiny evaluation on inspect's mock model: its first evaluation in a process spends seconds importing and
+    building its classes (8 s of the 11 s before the first model call on a busy 2-core machine,
+    benchmarks/inspect_overhead.py); done here, that overlaps the minutes `vllm serve` takes to load."""
+    import inspect_ai
+    import openai  # noqa: F401  (the client of inspect's vllm provider)
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import get_model
+
+    with tempfile.TemporaryDirectory(prefix="ptb-warm-") as logs:
+        task = inspect_ai.Task(dataset=[Sample(input="warm-up")])
+        inspect_ai.eval(task, model=get_model("mockllm/model", memoize=False), display="none", log_dir=logs,
+                        log_format="json")
 
 
 def _run_inspect(

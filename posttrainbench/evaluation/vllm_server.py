@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,8 +137,9 @@ class VllmServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> float:
-        """Start the server and wait until it answers; returns the start-up seconds."""
+    def start(self, while_loading: Callable[[], None] | None = None) -> float:
+        """Start the server and wait until it answers; returns the start-up seconds. `while_loading` runs once the
+        process is launched, before the wait: work that would otherwise follow the start-up."""
         command = vllm_command()
         if command is None:
             raise PtbError("backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]', "
@@ -158,6 +160,8 @@ class VllmServer:
             log.flush()
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        if while_loading is not None:
+            while_loading()
         while True:
             code = self._proc.poll()
             if code is not None:
