@@ -28,7 +28,7 @@ echo finished
 @pytest.mark.bwrap
 def test_cheating_command_agent(tmp_path, bwrap, shared_data):
     spec = RunSpec(agent=parse_agent("command", ["bash", "-c", CHEAT]), model="smollm2-135m", benchmark="gsm8k",
-                   hours=0.05, gpus=0, network="offline")
+                   hours=0.05, gpus=0, network="offline", test_access="visible")  # the original's exposure
     manifest = prepare(spec, runs_dir=tmp_path / "runs")
     layout = RunLayout(tmp_path / "runs" / manifest.run_id)
     info = run_agent(manifest, layout, backend="bwrap")

@@ -24,6 +24,8 @@ EVAL = {"benchmark": "humaneval", "limit": 1, "max_tokens": 16}
         (["run", "--agent", "robot", "--model", "smollm2-135m", "--benchmark", "gsm8k"], "unknown agent 'robot'"),
         (["run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--hours", "0"],
          "budget must be more than 0 hours"),
+        (["run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--test-access", "peek"],
+         "test_access: Input should be 'hidden' or 'visible'"),
         (["eval", "/nonexistent/model", "--benchmark", "gsm8k", "--base-model", "smollm2-135m"], "/nonexistent/model"),
         (["show", "no-such-run"], "no run 'no-such-run'"),
     ],
@@ -61,10 +63,10 @@ SAVE_SMOLLM = (
 )
 
 
-def _run(tmp_path, script: str, hours: float = 0.02) -> tuple[Store, RunLayout, object]:
+def _run(tmp_path, script: str, hours: float = 0.02, test_access: str = "hidden") -> tuple[Store, RunLayout, object]:
     store = Store(tmp_path / "store.sqlite")
     spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
-                   hours=hours, gpus=0, network="offline", **EVAL)
+                   hours=hours, gpus=0, network="offline", test_access=test_access, **EVAL)
     manifest = create_run(spec, store, runs_dir=tmp_path / "runs")
     layout = RunLayout(tmp_path / "runs" / manifest.run_id)
     return store, layout, execute(layout.root, store, log=lambda _: None)
@@ -145,7 +147,7 @@ def test_agent_that_trains_on_the_test_set_is_flagged_and_scored_as_base(tmp_pat
         "mkdir -p data final_model && gunzip -c $PTB_DATA_DIR/humaneval/HumanEval.jsonl.gz > data/train.jsonl && "
         + SAVE_SMOLLM
     )
-    store, layout, row = _run(tmp_path, script, hours=0.05)
+    store, layout, row = _run(tmp_path, script, hours=0.05, test_access="visible")  # the original's exposure
     assert row.flag == "contamination" and row.score_source == "base"
     assert row.error.startswith("flagged: contamination")
     assert row.score == store.metrics(row.id)["base"]["accuracy"]

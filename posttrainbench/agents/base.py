@@ -22,6 +22,7 @@ class AgentContext:
     task: Path  # host path of the agent's working directory
     llm_base_url: str | None = None  # the metering proxy, as seen from inside the sandbox
     llm_api_key: str = "ptb-dummy-key"  # never the real key: the proxy adds that
+    evaluation_service: bool = False  # test access hidden: evaluate.py is graded by the harness, outside
 
 
 @dataclass

@@ -16,6 +16,7 @@ from posttrainbench.egress.metering import Limits, read_log, upstreams_from_env
 from posttrainbench.egress.redact import redact_files, secrets_from_env
 from posttrainbench.egress.session import start_egress
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation.service import EvalService
 from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_HOME, SANDBOX_TASK, RunLayout
 from posttrainbench.workspace.manifest import RunManifest
 from posttrainbench.workspace.timer import write_timer
@@ -24,6 +25,10 @@ HF_HOME = f"{SANDBOX_HOME}/.cache/huggingface"
 GRACE_S = 30.0
 # Host settings that must reach GPU code: on some multi-GPU hosts NVLink multicast has to stay off.
 PASSTHROUGH_PREFIXES = ("NCCL_", "NVSHMEM_", "TORCH_SYMM_MEM_")
+
+
+def _passthrough_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
 
 
 def _gpu_indices(count: int) -> list[int]:
@@ -46,8 +51,7 @@ def agent_env(manifest: RunManifest) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         "NUM_GPUS": str(manifest.spec.gpus),
     }
-    env |= {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
-    return env
+    return env | _passthrough_env()
 
 
 def mounts(manifest: RunManifest, layout: RunLayout) -> list[sandbox.Mount]:
@@ -63,7 +67,7 @@ def mounts(manifest: RunManifest, layout: RunLayout) -> list[sandbox.Mount]:
         sandbox.Mount(pristine / "timer.sh", f"{SANDBOX_TASK}/timer.sh"),
         sandbox.Mount(pristine / "templates", f"{SANDBOX_TASK}/templates"),
         sandbox.Mount(pristine / "task_context", f"{SANDBOX_TASK}/task_context"),
-        sandbox.Mount(Path(manifest.data_dir), SANDBOX_DATA),
+        sandbox.Mount(Path(manifest.agent_data_dir or manifest.data_dir), SANDBOX_DATA),
         sandbox.Mount(hf_repo, f"{HF_HOME}/hub/{hf_repo.name}"),
     ]
 
@@ -83,6 +87,15 @@ def _llm_link(manifest: RunManifest, layout: RunLayout, network: str):
     return llm_link(layout.logs / "metering.jsonl", network, upstreams, limits=Limits.of(manifest.spec.llm))
 
 
+def _eval_service(manifest: RunManifest, layout: RunLayout, deadline: float, backend: str):
+    """With test access `hidden`, the service the agent's evaluate.py talks to; it closes (cancelling what runs)
+    when the agent's sessions are over."""
+    if manifest.spec.test_access != "hidden":
+        return nullcontext(None)
+    return EvalService(manifest, layout, deadline=deadline, backend=backend, gpus=_gpu_indices(manifest.spec.gpus),
+                       env=_passthrough_env())
+
+
 def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap") -> sandbox.ExitInfo:
     spec = manifest.spec
     deadline = time.time() + spec.hours * 3600
@@ -97,11 +110,13 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
         run_dir=layout.root,
         home=layout.home,
         task=layout.task,
+        evaluation_service=spec.test_access == "hidden",
     )
     with (
         start_egress(spec.network, layout.root, base_model=manifest.model, benchmark=manifest.benchmark,
                      backend=backend) as egress,
         _llm_link(manifest, layout, egress.network) as link,
+        _eval_service(manifest, layout, deadline, backend) as service,
     ):
         if link is not None:
             ctx.llm_base_url, ctx.llm_api_key = link.base_url, link.api_key
@@ -115,7 +130,7 @@ def run_agent(manifest: RunManifest, layout: RunLayout, *, backend: str = "bwrap
                 argv=egress.wrap(link.wrap(launch.argv) if link else launch.argv),
                 cwd=SANDBOX_TASK,
                 mounts=[*mounts(manifest, layout), *(sandbox.Mount(p, str(p)) for p in launch.mounts),
-                        *(link.mounts if link else []), *egress.mounts],
+                        *(link.mounts if link else []), *egress.mounts, *([service.mount] if service else [])],
                 env=agent_env(manifest) | launch.env | egress.env,
                 gpus=_gpu_indices(spec.gpus),
                 network=egress.network,

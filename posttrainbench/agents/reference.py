@@ -26,8 +26,9 @@ def prepare(ctx: AgentContext) -> AgentLaunch:
     ]
     if ctx.model.chat_template != "own":
         argv += ["--chat-template", ctx.model.chat_template]
-    # evaluate.py of a graded benchmark needs the LLM grader, which only reaches agents through the LLM proxy
-    if not ctx.benchmark.grader or ctx.llm_base_url:
+    # evaluate.py of a graded benchmark needs the LLM grader: the evaluation service's, else one reached through
+    # the LLM proxy
+    if not ctx.benchmark.grader or ctx.llm_base_url or ctx.evaluation_service:
         argv += ["--eval-limit", str(ctx.benchmark.agent_defaults.limit or ctx.benchmark.count)]
     env = {
         "NUM_GPUS": str(ctx.gpus),

@@ -57,6 +57,9 @@ def run(
     pids: Annotated[int | None, typer.Option(help="its processes and threads limit [default: 8192]")] = None,
     cpus: Annotated[float | None, typer.Option(help="its CPU cores' worth of time [default: no cap]")] = None,
     disk_gb: Annotated[float | None, typer.Option(help="its disk quota [default: 300]")] = None,
+    test_access: Annotated[str, typer.Option(help="hidden (test items stay outside the sandbox; evaluate.py asks "
+                                             "the harness's evaluation service) or visible (the original's setup)")
+                           ] = "hidden",
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run
@@ -66,7 +69,7 @@ def run(
     spec = _spec(RunSpec, agent=parse_agent(agent, shlex.split(command) if command else None), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
                  network=network, max_tokens=max_tokens, llm=_llm_limits(llm_max_usd, llm_max_tokens),
-                 sandbox_limits={k: v for k, v in asked.items() if v is not None})
+                 sandbox_limits={k: v for k, v in asked.items() if v is not None}, test_access=test_access)
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
     store = _store()
@@ -143,6 +146,43 @@ def show(run_id: str) -> None:
     if row.score is not None:
         out.print(f"score: {row.score:.4f} ({row.score_source}){' — ' + escape_text(row.error) if row.error else ''}")
     _print_egress(Path(row.run_dir))
+    _print_agent_evals(Path(row.run_dir), row.spec.get("test_access", "visible"))
+
+
+def _print_agent_evals(run_dir: Path, test_access: str) -> None:
+    """The evaluations the agent asked the service for (test access hidden): when, which checkpoint, the score."""
+    from rich.table import Table
+
+    from posttrainbench.evaluation.service import read_history
+    from posttrainbench.workspace.layout import RunLayout
+
+    if test_access != "hidden":
+        out.print("test access: visible (the test data was mounted in the sandbox; evaluate.py ran there)")
+        return
+    history = read_history(RunLayout(run_dir))
+    done = [r for r in history if r.get("status") == "ok"]
+    out.print(f"test access: hidden; the agent asked for {len(history)} evaluation(s), {len(done)} completed")
+    if not history:
+        return
+    from rich.text import Text
+
+    table = Table("#", "requested", "checkpoint", "limit", "status", "accuracy", "items", "queued", "seconds")
+    for record in history:
+        metrics = record.get("metrics") or {}
+        accuracy = metrics.get("accuracy")
+        status = str(record.get("status"))
+        if record.get("error"):
+            status += f": {record['error']}"
+        # What the agent named and what the service answered are shown as plain text, never as markup.
+        cells = [record.get("n", "—"), record.get("requested_at") or "",
+                 str(record.get("checkpoint_sha256") or "—")[:12],
+                 (record.get("settings") or {}).get("limit"), status,
+                 _pct(accuracy) if isinstance(accuracy, int | float) else "—", metrics.get("n_samples", "—"),
+                 f"{record.get('queued_s') or 0:.0f} s", f"{record.get('seconds') or 0:.0f} s"]
+        table.add_row(*(Text(str(cell)) for cell in cells))
+    for column in table.columns:
+        column.overflow = "fold"
+    out.print(table)
 
 
 def _print_egress(run_dir: Path) -> None:

@@ -65,10 +65,13 @@ def data_file(benchmark: BenchmarkSpec, name: str) -> Path:
     return _check(cached, entry.sha256, what)
 
 
-def stage_data(benchmark: BenchmarkSpec, dest: Path) -> list[Path]:
-    """Copy the benchmark's verified files into `dest` in mirror layout (mounted at /ptb/data in the sandbox)."""
+def stage_data(benchmark: BenchmarkSpec, dest: Path, names: list[str] | None = None) -> list[Path]:
+    """Copy the benchmark's verified files (or those of `names`) into `dest` in mirror layout (mounted at /ptb/data
+    in a sandbox)."""
     staged = []
     for entry in benchmark.data:
+        if names is not None and entry.name not in names:
+            continue
         target = dest / entry.mirror
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(data_file(benchmark, entry.name), target)

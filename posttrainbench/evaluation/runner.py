@@ -21,7 +21,7 @@ from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
 from posttrainbench.specs.benchmarks import Generation
-from posttrainbench.workspace.layout import SANDBOX_DATA
+from posttrainbench.workspace.layout import SANDBOX_DATA, SANDBOX_EVAL_SOCKET
 
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
@@ -323,12 +323,14 @@ def _metrics(log, module) -> dict:
     return metrics
 
 
-def render_evaluate_py(benchmark: BenchmarkSpec, base_model: ModelSpec) -> str:
-    """The evaluate.py placed in the agent's task dir: this runner with the benchmark and base model baked in."""
+def render_evaluate_py(benchmark: BenchmarkSpec, base_model: ModelSpec, *, hidden: bool = False) -> str:
+    """The evaluate.py placed in the agent's task dir: this runner with the benchmark and base model baked in, or
+    with `hidden`, the client of the harness's evaluation service (evaluation/service.py)."""
     from jinja2 import Template
 
-    return Template(EVALUATE_PY.read_text(), keep_trailing_newline=True).render(
-        benchmark=benchmark, base_model=base_model, defaults=benchmark.agent_defaults, sandbox_data=SANDBOX_DATA
+    return Template(EVALUATE_PY.read_text(), keep_trailing_newline=True, trim_blocks=True).render(
+        benchmark=benchmark, base_model=base_model, defaults=benchmark.agent_defaults, sandbox_data=SANDBOX_DATA,
+        hidden=hidden, socket=SANDBOX_EVAL_SOCKET,
     )
 
 

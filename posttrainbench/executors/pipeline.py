@@ -32,6 +32,7 @@ class Score(BaseModel):
     reason: str | None = None
     base: float | None = None
     final: float | None = None
+    test_access: str | None = None  # hidden or visible: whether the test data was in the agent's sandbox
 
 
 def create_run(spec: RunSpec, store: Store, *, runs_dir: Path | None = None, kind: str = "agent") -> RunManifest:
@@ -162,6 +163,7 @@ def _score(manifest: RunManifest, layout: RunLayout, store: Store) -> None:
         error_file = layout.results("final") / "error.txt"
         reason = collected.reason if collected.status != "ok" else error_file.read_text().strip()
         score = Score(score=base, source="base", reason=reason, base=base)
+    score.test_access = manifest.spec.test_access
     (layout.root / "score.json").write_text(score.model_dump_json(indent=2))
     time_used = json.loads(layout.agent_exit.read_text()).get("wall_seconds") if layout.agent_exit.exists() else None
     store.update(manifest.run_id, score=score.score, score_source=score.source, error=score.reason,

@@ -178,3 +178,11 @@ def _request(rec: dict) -> dict:
         "path": rec.get("path") or rec.get("url"), "status": rec.get("status"),
         "reason": rec.get("reason") or rec.get("rule"), "bytes": rec.get("bytes"), "sha256": rec.get("sha256"),
     }
+
+
+def agent_evals(run_dir: Path) -> list[dict]:
+    """The evaluations the agent asked the harness's service for (test access `hidden`), oldest first."""
+    from posttrainbench.evaluation.service import read_history
+    from posttrainbench.workspace.layout import RunLayout
+
+    return read_history(RunLayout(run_dir))

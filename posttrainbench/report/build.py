@@ -76,6 +76,7 @@ def _run_context(store: Store, run: RunScore) -> dict:
         "egress": artifacts.egress(run_dir) if present else None,
         "trajectory": artifacts.trajectory(run_dir) if present else None,
         "agent_log": artifacts.log_tail(run_dir / "logs" / "agent.log") if present else None,
+        "agent_evals": artifacts.agent_evals(run_dir) if present else [],
     }
 
 

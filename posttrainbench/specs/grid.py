@@ -17,7 +17,7 @@ from posttrainbench.specs.agents import AgentSpec
 from posttrainbench.specs.benchmarks import get_benchmark
 from posttrainbench.specs.models import get_model
 from posttrainbench.specs.limits import SandboxLimits
-from posttrainbench.specs.run import LlmLimits, NetworkMode, RunSpec, SandboxKind
+from posttrainbench.specs.run import LlmLimits, NetworkMode, RunSpec, SandboxKind, TestAccess
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -120,6 +120,7 @@ class Grid(BaseModel):
     gpus: int = Field(1, ge=0, description="GPUs per run (an agent may set its own)")
     sandbox: SandboxKind = "bwrap"
     network: NetworkMode = "proxied"
+    test_access: TestAccess = Field("hidden", description="hidden: evaluate.py scores through the harness's service")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items (tests, demos)")
     llm: LlmLimits = Field(default_factory=LlmLimits, description="LLM spending limits of every run")
     sandbox_limits: SandboxLimits = Field(default_factory=SandboxLimits, description="each agent sandbox's resources")
@@ -154,8 +155,8 @@ def expand(grid: Grid) -> list[Cell]:
         spec = RunSpec(agent=agent.spec(), model=model, benchmark=benchmark, seed=seed,
                        hours=grid.hours if agent.hours is None else agent.hours,
                        gpus=grid.gpus if agent.gpus is None else agent.gpus,
-                       sandbox=grid.sandbox, network=grid.network, limit=grid.limit, llm=grid.llm,
-                       sandbox_limits=grid.sandbox_limits)
+                       sandbox=grid.sandbox, network=grid.network, test_access=grid.test_access,
+                       limit=grid.limit, llm=grid.llm, sandbox_limits=grid.sandbox_limits)
         cells.append(Cell(key=f"{agent.key}/{model}/{benchmark}/{seed}", agent=agent.key, spec=spec))
     return cells
 

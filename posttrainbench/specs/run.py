@@ -11,6 +11,9 @@ SandboxKind = Literal["bwrap", "none"]
 # open: the host's network (as the original); proxied: only through the logging, deny-listing egress proxy;
 # offline: none at all.
 NetworkMode = Literal["open", "proxied", "offline"]
+# hidden: the test items never enter the sandbox, evaluate.py asks the harness's evaluation service; visible: the
+# original's setup, the test data mounted for evaluate.py to read.
+TestAccess = Literal["hidden", "visible"]
 
 # Per-run LLM limits of the metering proxy (README, "LLM limits"): the original's dearest agents cost about $27
 # (Opus 4.6) and $33 (Qwen3 Max) per 10-hour run, in the order of 10-50 M tokens, mostly cache reads.
@@ -36,6 +39,7 @@ class RunSpec(BaseModel):
     gpus: int = Field(1, ge=0)
     sandbox: SandboxKind = "bwrap"
     network: NetworkMode = "proxied"
+    test_access: TestAccess = "hidden"
     limit: int | None = Field(None, description="evaluate only the first N items (tests, demos)")
     max_tokens: int | None = Field(None, description="cap on generated tokens per item (CPU demos); recorded")
     llm: LlmLimits = Field(default_factory=LlmLimits, description="the agent's LLM spending limits")

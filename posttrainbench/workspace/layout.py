@@ -8,6 +8,7 @@ SANDBOX_HOME = "/home/agent"
 SANDBOX_TASK = "/home/agent/task"
 SANDBOX_DATA = "/ptb/data"  # benchmark data, read-only, for evaluate.py
 SANDBOX_BASE_MODEL = "/ptb/base_model"  # the base model, read-only
+SANDBOX_EVAL_SOCKET = "/run/ptb/eval.sock"  # the harness's evaluation service (test access `hidden`)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,21 @@ class RunLayout:
     @property
     def agent_exit(self) -> Path:
         return self.logs / "agent_exit.json"
+
+    @property
+    def agent_data(self) -> Path:
+        """The data mounted at SANDBOX_DATA with test access `hidden`: only what the agent may train on."""
+        return self.root / "agent_data"
+
+    @property
+    def agent_evals(self) -> Path:
+        """One JSON line per evaluation the agent asked the service for."""
+        return self.logs / "agent_evals.jsonl"
+
+    @property
+    def service(self) -> Path:
+        """The evaluation service's work: one folder per request (logs, metrics), outside the agent's reach."""
+        return self.root / "service"
 
     @property
     def submitted_model(self) -> Path:

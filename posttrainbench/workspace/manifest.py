@@ -25,6 +25,9 @@ class RunManifest(BaseModel):
     base_model_dir: str  # host path of the cached base model
     hf_repo_dir: str  # host path of its models--ORG--NAME folder, mounted read-only into the agent's HF cache
     data_dir: str  # host path of the benchmark data staged in mirror layout
+    # host path of what the sandbox sees at SANDBOX_DATA: data_dir with test access `visible`, else only the data
+    # the benchmark allows for training (None in manifests written before the option existed: data_dir)
+    agent_data_dir: str | None = None
     pristine_sha256: dict[str, str]  # relative path under eval/ -> sha256, taken before the agent starts
     versions: dict[str, str]
 
@@ -47,7 +50,11 @@ def write_manifest(path: Path, manifest: RunManifest) -> None:
 
 def read_manifest(path: Path) -> RunManifest:
     try:
-        return RunManifest.model_validate(json.loads(Path(path).read_text()))
+        data = json.loads(Path(path).read_text())
+        if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+            # Runs prepared before the option existed had the test data in the sandbox.
+            data["spec"].setdefault("test_access", "visible")
+        return RunManifest.model_validate(data)
     except FileNotFoundError:
         raise PtbError(f"no run manifest at {path}") from None
     except (ValidationError, json.JSONDecodeError) as exc:

@@ -43,14 +43,22 @@ def prepare(spec: RunSpec, *, runs_dir: Path, kind: str = "agent", run_id: str |
 
     data_dir = layout.root / "data"
     stage_data(benchmark, data_dir)
+    hidden = spec.test_access == "hidden"
+    agent_data = data_dir
+    if hidden:
+        # The sandbox sees only what the benchmark allows for training; the service reads data_dir.
+        agent_data = layout.agent_data
+        agent_data.mkdir()
+        stage_data(benchmark, agent_data, names=benchmark.allowed_training_data)
 
     for folder in (layout.task, layout.home, layout.logs, layout.pristine):
         folder.mkdir(parents=True, exist_ok=True)
-    (layout.pristine / "evaluate.py").write_text(render_evaluate_py(benchmark, model))
+    (layout.pristine / "evaluate.py").write_text(render_evaluate_py(benchmark, model, hidden=hidden))
     shutil.copytree(TEMPLATES, layout.pristine / "templates")
     (layout.pristine / "task_context").mkdir()
 
-    layout.prompt.write_text(render_prompt(model, benchmark, hours=spec.hours, gpus=spec.gpus, network=spec.network))
+    layout.prompt.write_text(render_prompt(model, benchmark, hours=spec.hours, gpus=spec.gpus, network=spec.network,
+                                          test_access=spec.test_access))
     manifest = RunManifest(
         run_id=layout.root.name,
         kind=kind,
@@ -61,6 +69,7 @@ def prepare(spec: RunSpec, *, runs_dir: Path, kind: str = "agent", run_id: str |
         base_model_dir=str(base_dir),
         hf_repo_dir=str(models.repo_dir(model)),
         data_dir=str(data_dir),
+        agent_data_dir=str(agent_data),
         pristine_sha256=hash_tree(layout.pristine),
         versions=package_versions(),
     )

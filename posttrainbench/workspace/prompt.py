@@ -17,7 +17,8 @@ def gpu_info(gpus: int) -> str:
     return f"{gpus} NVIDIA H100 GPUs."
 
 
-def render_prompt(model: ModelSpec, benchmark: BenchmarkSpec, *, hours: float, gpus: int, network: str) -> str:
+def render_prompt(model: ModelSpec, benchmark: BenchmarkSpec, *, hours: float, gpus: int, network: str,
+                  test_access: str = "hidden") -> str:
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     allowed = ", ".join(f"the {name} split" for name in benchmark.allowed_training_data)
     return env.from_string(TEMPLATE.read_text()).render(
@@ -28,4 +29,5 @@ def render_prompt(model: ModelSpec, benchmark: BenchmarkSpec, *, hours: float, g
         inspect_note=benchmark.inspect_note,
         allowed_data=allowed,
         network=network,
+        hidden=test_access == "hidden",
     )

@@ -1,0 +1,93 @@
+"""The evaluator of the evaluation service (service.py): the harness's evaluation child in a sandbox of its own."""
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from posttrainbench import sandbox
+from posttrainbench.egress.link import llm_link
+from posttrainbench.egress.metering import Upstream
+from posttrainbench.errors import PtbError
+from posttrainbench.workspace.manifest import RunManifest
+
+if TYPE_CHECKING:
+    from posttrainbench.evaluation.service import Job
+
+CANCEL_GRACE_S = 5.0
+INSIDE_MODEL, INSIDE_DATA, INSIDE_OUT = "/ptb/model", "/ptb/data", "/ptb/out"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+class SandboxedEvaluation:
+    """The real evaluator: the harness's evaluation child in a sandbox with no network, the test data read-only and
+    the run's GPUs; a graded benchmark's grader behind a metering proxy that adds the key outside."""
+
+    def __init__(self, manifest: RunManifest, *, backend: str, gpus: list[int], env: dict[str, str],
+                 deadline: float):
+        self.manifest, self.backend, self.gpus, self.extra_env = manifest, backend, gpus, env
+        self.deadline = deadline
+        self.grader = None
+        if manifest.benchmark.grader:
+            from posttrainbench.evaluation.grader import grader_from_env  # imports inspect-ai: only when graded
+
+            self.grader = grader_from_env()  # fails before the agent starts when none is configured
+
+    def __call__(self, job: "Job", cancelled: Callable[[], str | None]) -> dict:
+        from posttrainbench.executors.evaluate import CHILD  # executors import the agent stage, which imports us
+
+        left = self.deadline - time.time()
+        if left <= 0:
+            raise PtbError("the agent's budget is over")
+        out = job.work_dir / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        args = {"model_path": INSIDE_MODEL, "benchmark": self.manifest.benchmark.id,
+                "out_dir": f"{INSIDE_OUT}/result", "base_model": self.manifest.model.id, **job.settings}
+        argv = [sys.executable, "-c", CHILD, json.dumps(args)]
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": f"{INSIDE_OUT}/home",
+            "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PTB_DATA_DIR": INSIDE_DATA, "PTB_CACHE": f"{INSIDE_OUT}/cache",
+            "TOKENIZERS_PARALLELISM": "false", **OFFLINE, **self.extra_env,
+        }
+        mounts = [*sandbox.python_mounts(), sandbox.Mount(job.model_dir, INSIDE_MODEL),
+                  sandbox.Mount(Path(self.manifest.data_dir), INSIDE_DATA),
+                  sandbox.Mount(out, INSIDE_OUT, writable=True)]
+        with self._grader_link(job) as link:
+            if link is not None:
+                argv = link.wrap(argv)
+                mounts += link.mounts
+                env |= {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key}
+            request = sandbox.SandboxRequest(argv=argv, cwd=INSIDE_OUT, mounts=mounts, env=env, gpus=self.gpus,
+                                             network="none")
+            log_path = job.work_dir / "evaluate.log"
+            info = sandbox.run(request, backend=self.backend, time_limit_s=left, log_path=log_path,
+                               grace_s=CANCEL_GRACE_S, stop=cancelled)
+        metrics_file = out / "result" / "metrics.json"
+        if info.status != "finished" or not metrics_file.is_file():
+            if info.status == "timed_out":
+                raise PtbError("the agent's budget ended during the evaluation")
+            raise PtbError(_last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known")
+        return json.loads(metrics_file.read_text())
+
+    def _grader_link(self, job: "Job"):
+        if self.grader is None:
+            return nullcontext(None)
+        upstream = Upstream(self.grader.base_url, self.grader.api_key or None, auth="bearer", strip_prefix="/v1")
+        return llm_link(job.work_dir / "grader_metering.jsonl", "none", {"openai": upstream})
+
+
+def _last_error(log_path: Path) -> str | None:
+    """The harness's own one-line error (`error: ...` from the evaluation child), not anything else it printed."""
+    if not log_path.is_file():
+        return None
+    found = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        _, _, text = line.partition("] ")
+        if text.startswith("error: "):
+            found = text.removeprefix("error: ").strip()
+    if found and found.startswith("grading "):
+        return "grading failed (the grader endpoint of the harness); the harness logged the details"
+    return found[:500] if found else None

@@ -1,0 +1,177 @@
+"""Test access `hidden` with real agents in the real sandbox and real evaluations of SmolLM2-135M on the CPU."""
+
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+from fake_openai import FakeOpenAI
+from test_pipeline import SAVE_SMOLLM
+
+from posttrainbench.agents.launch import run_agent
+from posttrainbench.evaluation.runner import evaluate
+from posttrainbench.executors.pipeline import create_run
+from posttrainbench.integrity.contamination import available_benchmarks, default_index
+from posttrainbench.specs import AgentSpec, RunSpec
+from posttrainbench.store import Store
+from posttrainbench.workspace.layout import RunLayout
+
+pytestmark = [pytest.mark.slow, pytest.mark.bwrap]
+
+# Walks everything the sandbox shows, scanning each readable file with the project's contamination index (handed
+# in as home/.scan/index.pkl, which is skipped). /proc is read for the environments of its processes only.
+SCAN = r"""
+import json, os, pickle, stat, sys
+from posttrainbench.integrity import files
+from posttrainbench.integrity.contamination import scan_file
+index = pickle.load(open(sys.argv[1], "rb"))
+skip = {os.path.dirname(sys.argv[1]), "/proc", "/sys", "/dev"}
+found, scanned, size, stack = [], 0, 0, ["/"]
+planted = "/tmp/planted.txt"  # a control: one item written where the agent may write, which must be found
+open(planted, "w").write(" ".join(text for _, text in index.items[0].segments))
+def scan(path, rel):
+    global scanned, size
+    fmt, nbytes, hits, marks = scan_file(index, files.Found(path=__import__("pathlib").Path(path), rel=rel,
+                                                            kind="workspace"))
+    scanned, size = scanned + 1, size + nbytes
+    found.extend({"file": rel, "benchmark": h.benchmark, "item": h.item} for h in hits)
+    found.extend({"file": rel, "benchmark": m["benchmark"], "item": "canary"} for m in marks)
+while stack:
+    folder = stack.pop()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        continue
+    for entry in entries:
+        if entry.path in skip or entry.is_symlink():
+            continue
+        if entry.is_dir():
+            stack.append(entry.path)
+        elif entry.is_file() and os.access(entry.path, os.R_OK):
+            try:
+                scan(entry.path, entry.path)
+            except (OSError, ValueError):
+                pass
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        scan(f"/proc/{pid}/environ", f"/proc/{pid}/environ")
+    except OSError:
+        pass
+json.dump({"found": found, "files": scanned, "bytes": size}, open("scan.json", "w"))
+"""
+
+
+def _run(tmp_path: Path, script: str, *, benchmark: str = "humaneval", hours: float = 0.1, access: str = "hidden",
+         before=None) -> tuple:
+    store = Store(tmp_path / "store.sqlite")
+    spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
+                   benchmark=benchmark, hours=hours, gpus=0, network="offline", test_access=access)
+    manifest = create_run(spec, store, runs_dir=tmp_path / "runs")
+    layout = RunLayout(tmp_path / "runs" / manifest.run_id)
+    if before is not None:
+        before(layout)
+    exit_info = run_agent(manifest, layout)
+    return manifest, layout, exit_info
+
+
+def _hand_in_index(layout: RunLayout) -> None:
+    folder = layout.home / ".scan"
+    folder.mkdir()
+    with open(folder / "index.pkl", "wb") as fh:
+        pickle.dump(default_index(), fh)
+    (folder / "scan.py").write_text(SCAN)
+
+
+def test_a_hidden_sandbox_holds_no_test_item(tmp_path, small_model, shared_data, bwrap):
+    usable, missing = available_benchmarks()
+    assert not missing, f"the data mirror lacks {missing}"
+    script = "env > env.txt; python $HOME/.scan/scan.py $HOME/.scan/index.pkl"
+    _, layout, exit_info = _run(tmp_path, script, hours=0.25, before=_hand_in_index)
+    assert exit_info.status == "finished", layout.agent_log.read_text()[-3000:]
+    result = json.loads((layout.task / "scan.json").read_text())
+    assert result["files"] > 1000 and result["bytes"] > 10**7  # it did look everywhere
+    planted = [f for f in result["found"] if f["file"] == "/tmp/planted.txt"]
+    others = [f for f in result["found"] if f["file"] != "/tmp/planted.txt"]
+    assert planted, "the scan must find the item it planted itself"
+    assert not others, others[:10]
+
+
+def test_the_original_setup_shows_the_test_set(tmp_path, small_model, shared_data, bwrap):
+    """The control of the test above: with test access visible, the same search finds HumanEval in /ptb/data."""
+    script = "python $HOME/.scan/scan.py $HOME/.scan/index.pkl"
+    limited = SCAN.replace('stack = [], 0, 0, ["/"]', 'stack = [], 0, 0, ["/ptb/data"]')
+
+    def hand_in(layout):
+        _hand_in_index(layout)
+        (layout.home / ".scan" / "scan.py").write_text(limited)
+
+    _, layout, _ = _run(tmp_path, script, access="visible", before=hand_in)
+    found = json.loads((layout.task / "scan.json").read_text())["found"]
+    assert {f["benchmark"] for f in found if f["file"].startswith("/ptb/data/")} == {"humaneval"}
+
+
+def test_agent_evaluation_matches_the_harness(tmp_path, small_model, bwrap):
+    script = (SAVE_SMOLLM + " && python evaluate.py --limit 2 --max-tokens 16 --json-output-file agent_eval.json"
+              " && ln -s final_model linked && python evaluate.py --model-path linked --limit 1; "
+              "python evaluate.py --model-path /ptb/data --limit 1; true")
+    manifest, layout, exit_info = _run(tmp_path, script)
+    log = layout.agent_log.read_text()
+    assert exit_info.status == "finished", log[-3000:]
+    agent = json.loads((layout.task / "agent_eval.json").read_text())
+    assert "humaneval accuracy: " in log and "(stderr " in log
+    assert "is reached through a symbolic link" in log and "must be a folder inside" in log
+    defaults = manifest.benchmark.agent_defaults
+    harness = evaluate(layout.submitted_model, "humaneval", base_model="smollm2-135m", out_dir=tmp_path / "harness",
+                       limit=2, max_tokens=16, max_connections=defaults.max_connections,
+                       gpu_memory_utilization=defaults.gpu_memory_utilization)
+    for key in ("accuracy", "stderr", "n_samples", "output_tokens", "input_tokens"):
+        assert agent[key] == harness[key], key
+    records = [json.loads(line) for line in layout.agent_evals.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "refused", "refused"]
+    assert records[0]["settings"] == {"limit": 2, "max_tokens": 16, "max_connections": defaults.max_connections,
+                                      "gpu_memory_utilization": defaults.gpu_memory_utilization}
+    assert records[0]["checkpoint_sha256"] == agent["checkpoint_sha256"]
+    # What the agent got back is numbers: no inspect log, prompt, completion or test of the items.
+    assert not list((layout.task / "eval_results").glob("*/logs"))
+    assert all(isinstance(v, int | float | str | dict | None) for v in agent.values())
+    assert "def " not in json.dumps(agent)
+
+
+def test_budget_end_cancels_a_running_evaluation(tmp_path, small_model, bwrap):
+    # Long enough to save the model and start evaluating every item with many tokens; far too short to finish.
+    script = SAVE_SMOLLM + " && python evaluate.py --limit -1 --max-tokens 2000"
+    started = time.time()
+    _, layout, exit_info = _run(tmp_path, script, hours=150 / 3600)
+    assert exit_info.status == "timed_out"
+    [record] = [json.loads(line) for line in layout.agent_evals.read_text().splitlines()]
+    assert record["status"] == "error" and record["error"].startswith("cancelled")
+    assert record["started_at"] is not None
+    assert time.time() - started < 150 + 30 + 120  # budget, the agent's grace, the evaluation's cancellation
+    assert not list(layout.service.glob("*/model"))  # the copy is gone
+
+
+def test_graded_benchmark_uses_the_harness_grader_key(tmp_path, small_model, bwrap, monkeypatch):
+    secret = "sk-harness-grader-" + os.urandom(8).hex()
+    with FakeOpenAI(lambda request: "[[A>>B]]") as grader:
+        monkeypatch.setenv("PTB_GRADER_BASE_URL", grader.url)
+        monkeypatch.setenv("PTB_GRADER_API_KEY", secret)
+        script = (SAVE_SMOLLM + " && env > env.txt && python evaluate.py --limit 1 --max-tokens 8 "
+                  "--json-output-file graded.json; cat /proc/*/environ > environs.txt 2>/dev/null; true")
+        _, layout, exit_info = _run(tmp_path, script, benchmark="arenahardwriting")
+        posts = grader.posts()
+    log = layout.agent_log.read_text()
+    assert exit_info.status == "finished", log[-3000:]
+    graded = json.loads((layout.task / "graded.json").read_text())
+    assert graded["n_samples"] == 1 and graded["accuracy"] is not None
+    sent = [{k.lower(): v for k, v in p.headers.items()}.get("authorization") for p in posts]
+    assert sent and set(sent) == {f"Bearer {secret}"}  # the proxy added the harness's key outside
+    for root in (layout.task, layout.home):
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert secret.encode() not in path.read_bytes(), path
+    assert secret not in log
+    for path in layout.service.rglob("*"):  # nor in the evaluation's own sandbox
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
