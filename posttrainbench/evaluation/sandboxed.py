@@ -60,8 +60,9 @@ class SandboxedEvaluation:
                 argv = link.wrap(argv)
                 mounts += link.mounts
                 env |= {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key}
+            # allow_nested: HumanEval's scorer confines each completion in a sandbox of its own.
             request = sandbox.SandboxRequest(argv=argv, cwd=INSIDE_OUT, mounts=mounts, env=env, gpus=self.gpus,
-                                             network="none")
+                                             network="none", allow_nested=True)
             log_path = job.work_dir / "evaluate.log"
             info = sandbox.run(request, backend=self.backend, time_limit_s=left, log_path=log_path,
                                grace_s=CANCEL_GRACE_S, stop=cancelled)
