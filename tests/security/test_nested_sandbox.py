@@ -100,7 +100,8 @@ def test_a_nested_namespace_cannot_touch_the_evaluations_read_only_mounts(bwrap,
     went_through = sorted(name for name, result in report.items() if result == "ok")
     assert went_through == [], f"went through: {went_through}"
     assert all(report[f"syscall {name}"] == "EPERM" for name in still_denied)
-    assert (outer / "data" / "test.jsonl").read_text() == "{}\n" and (outer / "model" / "config.json").read_text() == "{}"
+    assert (outer / "data" / "test.jsonl").read_text() == "{}\n"
+    assert (outer / "model" / "config.json").read_text() == "{}"
     assert sorted(p.name for p in (outer / "data").iterdir()) == ["test.jsonl"]
     assert not list(Path(site).glob("planted*"))
 
