@@ -22,6 +22,10 @@ from posttrainbench.specs import BenchmarkSpec, ModelSpec
 from posttrainbench.specs.benchmarks import Generation
 
 
+# Begins the message of a scorer that could not set up its own isolation (HumanEval's sandbox): nothing was scored,
+# and fewer tokens would not help, so the runner stops at once instead of retrying.
+SCORER_SETUP_FAILED = "the scorer's sandbox could not start"
+
 @dataclass
 class GraderConfig:
     """An OpenAI-compatible endpoint that grades answers (Arena-Hard, HealthBench)."""

@@ -39,7 +39,7 @@ from inspect_ai.solver import TaskState, generate
 
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import fewshot, humaneval_rpc
-from posttrainbench.evaluation.base import EvalContext
+from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext
 from posttrainbench.evaluation.data import read_jsonl
 from posttrainbench.sandbox import SandboxRequest, python_mounts
 from posttrainbench.sandbox.confine import confine
@@ -245,7 +245,7 @@ def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
     # only for a command it started), nothing was scored: a failure, not a wrong answer that would count 0.
     if shutil.which("bwrap") is not None and b'"exit-code"' not in status:
         reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise PtbError(f"the HumanEval scoring sandbox could not start: {reason[0][:300]}")
+        raise PtbError(f"{SCORER_SETUP_FAILED} (HumanEval): {reason[0][:300]}")
     last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
     if checker.returncode == 0 and last[0] == token:
         return Verdict(True, "")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import data, fewshot
-from posttrainbench.evaluation.base import EvalContext, GraderConfig
+from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
 from posttrainbench.specs.benchmarks import Generation
@@ -193,6 +193,8 @@ def evaluate(
         )
         if error is None:
             break
+        if SCORER_SETUP_FAILED in error:
+            raise PtbError(f"scoring {spec.id} failed: {(error.splitlines() or [''])[0]}")
         if error.startswith("GraderError"):
             # the grader failed, not generation: fewer tokens would not help
             raise PtbError(f"grading {spec.id} failed: {error}")

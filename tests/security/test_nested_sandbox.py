@@ -140,4 +140,4 @@ def test_a_scoring_sandbox_that_cannot_start_is_an_error_not_a_wrong_answer(bwra
                              mounts=[*python_mounts(), Mount(outer / "out", "/ptb/out", writable=True)])
     info = run(request, backend="bwrap", time_limit_s=300, grace_s=1, log_path=outer / "log")
     log = (outer / "log").read_text()
-    assert info.status == "crashed" and "the HumanEval scoring sandbox could not start: bwrap: " in log, log[-2000:]
+    assert info.status == "crashed" and "the scorer's sandbox could not start (HumanEval): bwrap: " in log, log[-2000:]
