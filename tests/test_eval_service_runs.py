@@ -117,7 +117,7 @@ def test_agent_evaluation_matches_the_harness(tmp_path, small_model, bwrap):
     script = (SAVE_SMOLLM + " && python evaluate.py --limit 2 --max-tokens 16 --json-output-file agent_eval.json"
               " && ln -s final_model linked && python evaluate.py --model-path linked --limit 1; "
               "python evaluate.py --model-path /ptb/data --limit 1; true")
-    manifest, layout, exit_info = _run(tmp_path, script)
+    manifest, layout, exit_info = _run(tmp_path, script, hours=0.3)  # a loaded 2-core machine takes minutes
     log = layout.agent_log.read_text()
     assert exit_info.status == "finished", log[-3000:]
     agent = json.loads((layout.task / "agent_eval.json").read_text())
@@ -129,6 +129,13 @@ def test_agent_evaluation_matches_the_harness(tmp_path, small_model, bwrap):
                        gpu_memory_utilization=defaults.gpu_memory_utilization)
     for key in ("accuracy", "stderr", "n_samples", "output_tokens", "input_tokens"):
         assert agent[key] == harness[key], key
+    # Item by item the same verdicts, each explained by the test process: HumanEval's scorer really ran its
+    # sandboxes inside the service's (a scorer that could not start them fails the evaluation, never scores 0).
+    [service_log] = layout.service.glob("*/out/result/logs/*.json")
+    [harness_log] = (tmp_path / "harness" / "logs").glob("*.json")
+    service, harness_verdicts = _verdicts(service_log), _verdicts(harness_log)
+    assert {k: v for k, (v, _) in service.items()} == {k: v for k, (v, _) in harness_verdicts.items()}
+    assert len(service) == 2 and all(why for _, why in service.values())
     records = [json.loads(line) for line in layout.agent_evals.read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok", "refused", "refused"]
     assert records[0]["settings"] == {"limit": 2, "max_tokens": 16, "max_connections": defaults.max_connections,
@@ -138,6 +145,13 @@ def test_agent_evaluation_matches_the_harness(tmp_path, small_model, bwrap):
     assert not list((layout.task / "eval_results").glob("*/logs"))
     assert all(isinstance(v, int | float | str | dict | None) for v in agent.values())
     assert "def " not in json.dumps(agent)
+
+
+def _verdicts(inspect_log: Path) -> dict:
+    """item -> (verdict, explanation) of HumanEval's scorer (a failed item's explanation is the test's error, which
+    may differ between two runs: the candidate ending races the test's next call)."""
+    samples = json.loads(inspect_log.read_text())["samples"]
+    return {s["id"]: (s["scores"]["verify"]["value"], s["scores"]["verify"].get("explanation")) for s in samples}
 
 
 def test_budget_end_cancels_a_running_evaluation(tmp_path, small_model, bwrap):

@@ -1,6 +1,7 @@
 """One run end to end through the CLI and the pipeline, with scripted `command` agents in the real sandbox."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -108,6 +109,10 @@ def test_agent_model_is_vetted_and_scored(tmp_path, small_model, bwrap):
     collected = sorted(p.name for p in layout.final_model.iterdir())
     assert "generation_config.json" not in collected and "modeling_x.py" not in collected
     assert json.loads(layout.agent_exit.read_text())["status"] == "finished"
+    # The agent's model was evaluated in a sandbox (evaluate_model), HumanEval's scorer nested inside it.
+    inside = layout.results("final") / "out" / "result" / "metrics.json"
+    assert json.loads(inside.read_text())["accuracy"] == metrics["final"]["accuracy"]
+    assert os.geteuid() != 0 or inside.stat().st_uid != 0  # written by the sandbox's uid, not the harness's
 
 
 @pytest.mark.slow

@@ -22,6 +22,10 @@ from posttrainbench.specs import BenchmarkSpec, ModelSpec
 from posttrainbench.specs.benchmarks import Generation
 
 
+# Begins the message of a scorer that could not set up its own isolation (HumanEval's sandbox): nothing was scored,
+# and fewer tokens would not help, so the runner stops at once instead of retrying.
+SCORER_SETUP_FAILED = "the scorer's sandbox could not start"
+
 @dataclass
 class GraderConfig:
     """An OpenAI-compatible endpoint that grades answers (Arena-Hard, HealthBench)."""
@@ -44,3 +48,6 @@ class EvalContext:
     work_dir: Path | None = None  # scratch space (e.g. HumanEval's per-sample dirs)
     fewshot: bool = False  # base-model prompting: plain-text turns after solved examples (see fewshot.py)
     shots: int | None = None  # examples shown in few-shot mode; None = all the benchmark has
+
+# Set by the harness in an evaluation sandbox whose grader it has already checked outside (sandboxed.py).
+PREFLIGHT_DONE_ENV = "PTB_GRADER_CHECKED"

@@ -39,7 +39,7 @@ from inspect_ai.solver import TaskState, generate
 
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import fewshot, humaneval_rpc
-from posttrainbench.evaluation.base import EvalContext
+from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext
 from posttrainbench.evaluation.data import read_jsonl
 from posttrainbench.sandbox import SandboxRequest, python_mounts
 from posttrainbench.sandbox.confine import confine
@@ -166,10 +166,12 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", **{name: "1" for name in THREAD_VARS}}
 
 
-def _spawn(keep: tuple[int, ...], stdout, stderr, *, no_spawn: bool = False) -> subprocess.Popen:
+def _spawn(keep: tuple[int, ...], stdout, stderr, *, no_spawn: bool = False,
+           status_fd: int | None = None) -> subprocess.Popen:
     """A sandboxed interpreter that reads its program from stdin (no file of it on disk). Under bwrap it runs like
     an agent's sandbox (unprivileged uid, no capabilities, seccomp, read-only root but a private /tmp, no network);
-    `no_spawn` also denies it new processes and threads, which RLIMIT_NPROC alone does not for root."""
+    `no_spawn` also denies it new processes and threads, which RLIMIT_NPROC alone does not for root; bwrap writes
+    its JSON status lines to `status_fd`."""
     argv = [sys.executable, "-I", "-B", "-"]
     if shutil.which("bwrap") is None:
         if not _warned.is_set():
@@ -184,10 +186,11 @@ def _spawn(keep: tuple[int, ...], stdout, stderr, *, no_spawn: bool = False) -> 
                                 start_new_session=True, cwd=tempfile.gettempdir(), env=SANDBOX_ENV)
     request = SandboxRequest(argv=argv, cwd="/tmp", mounts=python_mounts(), env=SANDBOX_ENV)
     request.validate()
-    confined = confine(request, None, no_spawn=no_spawn)
+    confined = confine(request, None, no_spawn=no_spawn, status_fd=status_fd)
+    status = () if status_fd is None else (status_fd,)
     try:
         return subprocess.Popen(confined.argv, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
-                                pass_fds=keep + confined.pass_fds, start_new_session=True, env={})
+                                pass_fds=keep + status + confined.pass_fds, start_new_session=True, env={})
     finally:
         confined.close()
 
@@ -213,7 +216,8 @@ def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
     token = secrets.token_hex(16)
     to_candidate_r, to_candidate_w = os.pipe()
     to_test_r, to_test_w = os.pipe()
-    open_fds = [to_candidate_r, to_candidate_w, to_test_r, to_test_w]
+    status_r, status_w = os.pipe()
+    open_fds = [to_candidate_r, to_candidate_w, to_test_r, to_test_w, status_w]
     processes: list[subprocess.Popen] = []
     try:
         candidate = _spawn((to_candidate_r, to_test_w), subprocess.DEVNULL, subprocess.DEVNULL, no_spawn=True)
@@ -221,7 +225,7 @@ def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
         # The interpreter reads its whole program before running any of it, so this write cannot deadlock.
         program = candidate_program(prompt, code, entry_point, to_candidate_r, to_test_w)
         threading.Thread(target=_feed, args=(candidate, program), daemon=True).start()
-        checker = _spawn((to_candidate_w, to_test_r), subprocess.PIPE, subprocess.PIPE)
+        checker = _spawn((to_candidate_w, to_test_r), subprocess.PIPE, subprocess.PIPE, status_fd=status_w)
         processes.append(checker)
         # Only the two sandboxes may hold the pipe ends, so either side sees EOF when the other dies.
         while open_fds:
@@ -236,6 +240,12 @@ def run_check(prompt: str, code: str, test: str, entry_point: str) -> Verdict:
             os.close(fd)
         for process in processes:
             _kill(process)
+        status = _drain(status_r)
+    # The checker and the candidate get the same sandbox; if the checker's never ran (bwrap reports an exit-code
+    # only for a command it started), nothing was scored: a failure, not a wrong answer that would count 0.
+    if shutil.which("bwrap") is not None and b'"exit-code"' not in status:
+        reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise PtbError(f"{SCORER_SETUP_FAILED} (HumanEval): {reason[0][:300]}")
     last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
     if checker.returncode == 0 and last[0] == token:
         return Verdict(True, "")
@@ -268,6 +278,17 @@ def canary() -> None:
             "must be visible inside the sandbox (not under /tmp)"
         )
     _canary_passed.set()
+
+
+def _drain(fd: int) -> bytes:
+    """What was written to a pipe whose writers are all gone; closes it."""
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    finally:
+        os.close(fd)
+    return data
 
 
 _slots = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2)))

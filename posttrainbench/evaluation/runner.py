@@ -18,7 +18,7 @@ from pathlib import Path
 
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import data, fewshot, original
-from posttrainbench.evaluation.base import EvalContext, GraderConfig
+from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.evaluation.vllm_server import (
     ENV_VLLM,
@@ -238,6 +238,8 @@ def evaluate(
                                  "seconds": round(time.monotonic() - started, 2)})
                 if error is None:
                     break
+                if SCORER_SETUP_FAILED in error:
+                    raise PtbError(f"scoring {spec.id} failed: {(error.splitlines() or [''])[0]}")
                 if error.startswith("GraderError"):
                     # the grader failed, not generation: fewer tokens would not help
                     raise PtbError(f"grading {spec.id} failed: {error}")

@@ -8,10 +8,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posttrainbench import sandbox
+from posttrainbench import sandbox, untrusted
 from posttrainbench.egress.link import llm_link
 from posttrainbench.egress.metering import Upstream
 from posttrainbench.errors import PtbError
+from posttrainbench.evaluation.base import PREFLIGHT_DONE_ENV
+from posttrainbench.executors.facts import EvaluationFailed
 from posttrainbench.workspace.manifest import RunManifest
 
 if TYPE_CHECKING:
@@ -32,51 +34,67 @@ class SandboxedEvaluation:
         self.deadline = deadline
         self.grader = None
         if manifest.benchmark.grader:
-            from posttrainbench.evaluation.grader import grader_from_env  # imports inspect-ai: only when graded
+            from posttrainbench.evaluation.grader import Grader, grader_from_env  # imports inspect-ai
 
             self.grader = grader_from_env()  # fails before the agent starts when none is configured
+            # Checked here, against the real endpoint with the real key: inside, the grader is reached through
+            # the metering proxy, which forwards inference calls only (not the /models listing the check uses).
+            Grader(self.grader, max_completion_tokens=1).preflight()
 
     def __call__(self, job: "Job", cancelled: Callable[[], str | None]) -> dict:
-        from posttrainbench.executors.evaluate import CHILD  # executors import the agent stage, which imports us
-
         left = self.deadline - time.time()
         if left <= 0:
             raise PtbError("the agent's budget is over")
-        out = job.work_dir / "out"
+        try:
+            return self.evaluate(job.model_dir, job.work_dir, job.settings, time_limit_s=left, stop=cancelled)
+        except EvaluationFailed as exc:
+            if exc.status == "timed_out":
+                raise PtbError("the agent's budget ended during the evaluation") from None
+            raise
+
+    def evaluate(self, model_dir: Path, work_dir: Path, settings: dict, *, time_limit_s: float,
+                 stop: Callable[[], str | None] | None = None) -> dict:
+        """Evaluate `model_dir` with the runner's `settings`; the sandbox writes under work_dir/out (the runner's
+        output in out/result), the log is work_dir/evaluate.log. Raises EvaluationFailed."""
+        from posttrainbench.executors.evaluate import CHILD  # executors import the agent stage, which imports us
+
+        out = work_dir / "out"
         out.mkdir(parents=True, exist_ok=True)
         args = {"model_path": INSIDE_MODEL, "benchmark": self.manifest.benchmark.id,
-                "out_dir": f"{INSIDE_OUT}/result", "base_model": self.manifest.model.id, **job.settings}
+                "out_dir": f"{INSIDE_OUT}/result", "base_model": self.manifest.model.id, **settings}
         argv = [sys.executable, "-c", CHILD, json.dumps(args)]
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": f"{INSIDE_OUT}/home",
             "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PTB_DATA_DIR": INSIDE_DATA, "PTB_CACHE": f"{INSIDE_OUT}/cache",
             "TOKENIZERS_PARALLELISM": "false", **OFFLINE, **self.extra_env,
         }
-        mounts = [*sandbox.python_mounts(), sandbox.Mount(job.model_dir, INSIDE_MODEL),
+        mounts = [*sandbox.python_mounts(), sandbox.Mount(model_dir, INSIDE_MODEL),
                   sandbox.Mount(Path(self.manifest.data_dir), INSIDE_DATA),
                   sandbox.Mount(out, INSIDE_OUT, writable=True)]
-        with self._grader_link(job) as link:
+        with self._grader_link(work_dir) as link:
             if link is not None:
                 argv = link.wrap(argv)
                 mounts += link.mounts
-                env |= {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key}
+                env |= {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key,
+                        PREFLIGHT_DONE_ENV: "1"}
+            # allow_nested: HumanEval's scorer confines each completion in a sandbox of its own.
             request = sandbox.SandboxRequest(argv=argv, cwd=INSIDE_OUT, mounts=mounts, env=env, gpus=self.gpus,
-                                             network="none")
-            log_path = job.work_dir / "evaluate.log"
-            info = sandbox.run(request, backend=self.backend, time_limit_s=left, log_path=log_path,
-                               grace_s=CANCEL_GRACE_S, stop=cancelled)
-        metrics_file = out / "result" / "metrics.json"
-        if info.status != "finished" or not metrics_file.is_file():
-            if info.status == "timed_out":
-                raise PtbError("the agent's budget ended during the evaluation")
-            raise PtbError(_last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known")
-        return json.loads(metrics_file.read_text())
+                                             network="none", allow_nested=True)
+            log_path = work_dir / "evaluate.log"
+            info = sandbox.run(request, backend=self.backend, time_limit_s=time_limit_s, log_path=log_path,
+                               grace_s=CANCEL_GRACE_S, stop=stop)
+        # Written inside the sandbox: read without following links, size and depth capped.
+        if info.status != "finished" or not untrusted.is_file(out, "result/metrics.json"):
+            reason = _last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known"
+            code = info.returncode if info.returncode is not None else 1
+            raise EvaluationFailed(reason, 128 - code if code > 128 else code, status=info.status)
+        return untrusted.read_json(out, "result/metrics.json")
 
-    def _grader_link(self, job: "Job"):
+    def _grader_link(self, work_dir: Path):
         if self.grader is None:
             return nullcontext(None)
         upstream = Upstream(self.grader.base_url, self.grader.api_key or None, auth="bearer", strip_prefix="/v1")
-        return llm_link(job.work_dir / "grader_metering.jsonl", "none", {"openai": upstream})
+        return llm_link(work_dir / "grader_metering.jsonl", "none", {"openai": upstream})
 
 
 def _last_error(log_path: Path) -> str | None:

@@ -1,6 +1,6 @@
 """The harness's evaluations: the base model (cached: every run of a model on a benchmark shares it) and the
 agent's vetted final_model. Each runs in a child process so that a crash or OOM there cannot take the harness
-down, and its output streams to the console and a log file."""
+down, and its output streams to a log file; the agent's model's child runs in a sandbox (evaluate_model)."""
 
 import fcntl
 import hashlib
@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from posttrainbench.workspace.manifest import RunManifest
 
 # Evaluation reads local folders only; without this the hub client retries DNS lookups for every sample.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# The wall clock of the sandboxed evaluation of the agent's model: a hung one must not hold the run forever.
+FINAL_TIME_LIMIT_S = 12 * 3600
 
 CHILD = """
 import json, sys, traceback
@@ -125,10 +128,30 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
     return json.loads((dest / "metrics.json").read_text())
 
 
-def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *,
+def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *, backend: str | None = None,
                    log: Callable[[str], None] = print) -> dict:
-    return run_evaluation(model_path, manifest.benchmark.id, base_model=manifest.model.id, out_dir=out_dir,
-                          limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
-                          label="the agent's model",
-                          metadata={"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name},
-                          log=log)
+    """The agent's model is hostile input (its config, tokenizer and weights steer the evaluation), so it is
+    evaluated like the evaluation service does: in a sandbox of its own as an unprivileged uid, no network but the
+    grader link, model and test data read-only, the run's GPUs (evaluation/sandboxed.py). The runner's output lies
+    in out_dir/out/result, its log in out_dir/evaluate.log; out_dir/metrics.json is the harness's copy."""
+    from posttrainbench.agents.launch import _gpu_indices, _passthrough_env
+    from posttrainbench.evaluation.sandboxed import SandboxedEvaluation
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    evaluator = SandboxedEvaluation(manifest, backend=backend or manifest.spec.sandbox,
+                                    gpus=_gpu_indices(manifest.spec.gpus), env=_passthrough_env(),
+                                    deadline=time.time() + FINAL_TIME_LIMIT_S)
+    settings = {"limit": manifest.spec.limit, "max_tokens": manifest.spec.max_tokens,
+                "metadata": {"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name}}
+    try:
+        metrics = evaluator.evaluate(model_path, out_dir, settings, time_limit_s=FINAL_TIME_LIMIT_S)
+    except EvaluationFailed as exc:
+        raise EvaluationFailed(f"evaluating the agent's model on {manifest.benchmark.id} failed: {exc}",
+                               exc.returncode, status=exc.status) from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("accuracy"), int | float):
+        raise EvaluationFailed(f"evaluating the agent's model on {manifest.benchmark.id} gave no accuracy", 0)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log(f"{manifest.benchmark.id} accuracy of the agent's model: {units.percent(metrics['accuracy'])} on "
+        f"{units.count(metrics.get('n_samples'))} items")
+    return metrics

@@ -30,11 +30,13 @@ FILESYSTEM_ERRNOS = (errno.EIO, errno.ESTALE)
 
 
 class EvaluationFailed(PtbError):
-    """An evaluation child process ended without metrics; `returncode` is its exit status."""
+    """An evaluation child process ended without metrics; `returncode` is its exit status, `status` the sandbox's
+    (ExitInfo.status) when it ran in one."""
 
-    def __init__(self, message: str, returncode: int):
+    def __init__(self, message: str, returncode: int, *, status: str | None = None):
         super().__init__(message)
         self.returncode = returncode
+        self.status = status
 
 
 class Facts(BaseModel):

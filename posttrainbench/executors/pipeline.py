@@ -85,7 +85,8 @@ def execute(run_dir: Path, store: Store, *, backend: str | None = None, log: Cal
         _stage(store, run_id, "agent", lambda: _agent(manifest, layout, backend or manifest.spec.sandbox, log), log)
         _stage(store, run_id, "collect", lambda: _collect(manifest, layout), log)
         _stage(store, run_id, "integrity", lambda: _integrity(layout, log), log)
-        _stage(store, run_id, "evaluate", lambda: _evaluate(manifest, layout, store, log), log)
+        _stage(store, run_id, "evaluate", lambda: _evaluate(manifest, layout, store, log, backend or manifest.spec.sandbox),
+               log)
         _stage(store, run_id, "score", lambda: _score(manifest, layout, store), log)
     except BaseException as exc:
         store.set_status(run_id, "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -131,14 +132,15 @@ def _integrity(layout: RunLayout, log: Callable[[str], None]) -> None:
         log(f"integrity: {reason}")
 
 
-def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Callable[[str], None]) -> None:
+def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Callable[[str], None],
+              backend: str) -> None:
     base = evaluate_base(manifest, layout, log=log)
     store.put_metrics(manifest.run_id, "base", base)
     collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
     if collected.status != "ok" or limit_hit(layout):
         return
     try:
-        final = evaluate_model(manifest, layout.final_model, layout.results("final"), log=log)
+        final = evaluate_model(manifest, layout.final_model, layout.results("final"), backend=backend, log=log)
     except PtbError as exc:
         (layout.results("final")).mkdir(parents=True, exist_ok=True)
         (layout.results("final") / "error.txt").write_text(str(exc))

@@ -59,8 +59,10 @@ def bwrap_argv(request: SandboxRequest, *, bwrap: str = "bwrap", dev_root: Path 
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", HOSTNAME]
     argv += ["--new-session", "--die-with-parent"]
     if setpriv_uid is None:
-        # An unprivileged user namespace with no capabilities, which cannot make further ones.
-        argv += ["--unshare-user", "--disable-userns", "--uid", INSIDE_ID, "--gid", INSIDE_ID, "--cap-drop", "ALL"]
+        # An unprivileged user namespace with no capabilities, which cannot make further ones (unless the request
+        # allows one nested sandbox: seccomp.py says why that keeps these walls).
+        argv += ["--unshare-user", *([] if request.allow_nested else ["--disable-userns"]), "--uid", INSIDE_ID,
+                 "--gid", INSIDE_ID, "--cap-drop", "ALL"]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
     if request.network == "none":

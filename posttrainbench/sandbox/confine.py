@@ -85,7 +85,7 @@ def confine(request: SandboxRequest, limits: SandboxLimits | None, *, no_spawn: 
     guard.setup()
     read_end, write_end = os.pipe()
     try:
-        os.write(write_end, seccomp.sandbox_filter(no_spawn=no_spawn))
+        os.write(write_end, seccomp.sandbox_filter(no_spawn=no_spawn, nested=request.allow_nested))
         staged = root and not inside_drop
         sources = [f"{STAGE}/{i}" for i in range(len(request.mounts))] if staged else None
         spec = {

@@ -29,6 +29,9 @@ class SandboxRequest:
     # Sandboxes of one identity run as one uid when the harness is root (a run's agent and the judges reading its
     # files, which the agent may have made readable to itself only); None: the writable mounts decide.
     identity: str | None = None
+    # One more level of unprivileged sandbox may be made inside (an evaluation's HumanEval scorer confining each
+    # completion): no --disable-userns, and seccomp.py's `nested` filter. The nested sandbox gets the full one.
+    allow_nested: bool = False
 
     def validate(self) -> None:
         if not self.argv:

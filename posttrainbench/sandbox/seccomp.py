@@ -8,6 +8,15 @@ numbers below hold for the native ABI only.
 
 pidfd_getfd stays allowed: NCCL and PyTorch pass CUDA memory handles between the agent's own processes with it, and
 the pid namespace and uid keep it from reaching anything outside.
+
+The `nested` variant is for sandboxes that must start one more sandbox of their own (an evaluation, whose HumanEval
+scorer confines each completion): it lets bwrap make a user namespace and build its root there (NESTED: new
+namespaces, mount, umount2, pivot_root, sethostname), everything else stays denied. That holds the outer walls
+because the kernel, not the filter, guards them: the outer sandbox has no capability, so these calls only work
+inside a new user namespace, and capabilities there apply to that namespace's own mounts and processes, never to its
+parent's; every mount copied in from the outer sandbox is locked (MNT_LOCKED, and MNT_LOCK_READONLY for the
+read-only ones), so the nested namespace can neither make them writable nor unmount them to see what they cover. The
+nested sandbox itself gets the full filter and --disable-userns, so nesting stops at one level.
 """
 
 import errno
@@ -29,6 +38,8 @@ DENIED = {
     "clock_adjtime": (305, 266), "quotactl": (179, 60), "lookup_dcookie": (212, 18), "vhangup": (153, 58),
     "iopl": (172, None), "ioperm": (173, None),
 }
+# What bwrap needs to build a sandbox from inside another one (the `nested` variant).
+NESTED = ("unshare", "mount", "umount2", "pivot_root", "sethostname")
 # Creating processes and threads, for sandboxes that must not (HumanEval's candidate).
 _SPAWN = {"fork": (57, None), "vfork": (58, None), "clone": (56, 220), "clone3": (435, 435)}
 _CLONE, _CLONE3 = {"x86_64": 56, "aarch64": 220}, 435
@@ -46,13 +57,17 @@ def supported() -> bool:
     return platform.machine() in _AUDIT_ARCH
 
 
-def sandbox_filter(*, no_spawn: bool = False) -> bytes:
-    """The filter program; `no_spawn` also makes fork, vfork, clone and clone3 fail with EPERM."""
+def sandbox_filter(*, no_spawn: bool = False, nested: bool = False) -> bytes:
+    """The filter program; `no_spawn` also makes fork, vfork, clone and clone3 fail with EPERM; `nested` allows
+    NESTED and clone with namespace flags (see the module's docstring)."""
+    if no_spawn and nested:
+        raise ValueError("a sandbox that may not spawn cannot start a nested one")
     machine = platform.machine()
     if machine not in _AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine} (x86_64 and aarch64 only)")
     column = 0 if machine == "x86_64" else 1
-    denied = {nrs[column] for nrs in DENIED.values() if nrs[column] is not None}
+    denied = {nrs[column] for name, nrs in DENIED.items()
+              if nrs[column] is not None and not (nested and name in NESTED)}
     if no_spawn:
         denied |= {nrs[column] for nrs in _SPAWN.values() if nrs[column] is not None}
     # Each instruction: (code, jump-if-true, jump-if-false, k); jumps are relative to the next instruction.
@@ -73,6 +88,7 @@ def sandbox_filter(*, no_spawn: bool = False) -> bytes:
         # flags it can.
         prog.append((_JEQ, 0, 1, _CLONE3))
         prog.append((_RET, 0, 0, _ERRNO | errno.ENOSYS))
+    if not no_spawn and not nested:
         prog.append((_JEQ, 0, 3, _CLONE[machine]))
         prog.append((_LD_W_ABS, 0, 0, _ARG0_LOW))
         prog.append((_JSET, 0, 1, CLONE_NAMESPACES))

@@ -74,3 +74,16 @@ def test_no_spawn_denies_every_way_to_a_new_task(machine):
     for nr in ways:
         assert execute(program, nr, ARCH[machine], SIGCHLD) == EPERM, nr
     assert execute(program, 0, ARCH[machine]) == ALLOW
+
+
+def test_nested_allows_what_bwrap_needs_for_one_more_sandbox_and_nothing_else(machine):
+    program = seccomp.sandbox_filter(nested=True)
+    column = 0 if machine == "x86_64" else 1
+    for name, numbers in seccomp.DENIED.items():
+        if numbers[column] is not None:
+            expected = ALLOW if name in seccomp.NESTED else EPERM
+            assert execute(program, numbers[column], ARCH[machine]) == expected, name
+    assert execute(program, CLONE[machine], ARCH[machine], CLONE_NEWUSER | SIGCHLD) == ALLOW
+    assert execute(program, 435, ARCH[machine]) == ENOSYS
+    with pytest.raises(ValueError):
+        seccomp.sandbox_filter(nested=True, no_spawn=True)
