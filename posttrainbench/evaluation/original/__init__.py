@@ -144,9 +144,15 @@ def record_of(benchmark: str, sample) -> dict:
 
 
 def our_versions() -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("posttrainbench", "inspect_ai")}
+    found = {}
+    for name in ("posttrainbench", "inspect_ai"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found[name] = "not installed"
+    return found
 
 
 def _correct(value) -> float:
