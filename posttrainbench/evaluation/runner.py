@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from posttrainbench.errors import PtbError
-from posttrainbench.evaluation import data, fewshot
+from posttrainbench.evaluation import data
 from posttrainbench.evaluation.base import EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.specs import BenchmarkSpec, ModelSpec, get_benchmark, get_model
@@ -130,6 +130,10 @@ def evaluate(
 
     fewshot_mode prompts a base model with solved examples in plain text (fewshot.py); `shots` caps their number.
     """
+    # inspect-ai (which fewshot builds on) is imported here, not at module level: the harness imports this module
+    # for render_evaluate_py and should not pay for it.
+    from posttrainbench.evaluation import fewshot
+
     spec = get_benchmark(benchmark)
     base = get_model(base_model)
     model_path = Path(model_path).resolve()
@@ -239,6 +243,8 @@ def _run_inspect(
     demos: list | None,
 ):
     import inspect_ai
+
+    from posttrainbench.evaluation import fewshot
 
     task = module.build_task(ctx)
     if demos is not None:
