@@ -269,6 +269,9 @@ def _run_inspect(
             from posttrainbench.evaluation.stop_strings import share_stop_strings
 
             share_stop_strings()
+        from posttrainbench.evaluation.hf_batching import expect_first_batch
+
+        expect_first_batch(min(len(task.dataset), limit) if limit else len(task.dataset))
 
         model_args = {
             "model_path": str(view),
