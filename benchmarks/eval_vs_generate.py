@@ -6,13 +6,14 @@
 The evaluation runs in a fresh process, as the harness runs it (the first evaluation of a process is the one
 that stalled), through `evaluate()`; its time is inspect's own (task start to end, the model load excluded). The
 plain side loads the same checkpoint in float32, renders the prompts the evaluation logged with the same chat
-template, and generates them as one left-padded batch under the pinned sampling settings. The two run one after
-the other in one invocation, so compare within a run; the load average is printed with the result.
+template, and generates them as one left-padded batch under the pinned sampling settings. The two alternate
+(--rounds) in one invocation, so compare within a run, round by round; the load average is printed with them.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,18 @@ def _plain_generate(model_path: Path, base_model: str, benchmark: str, conversat
             "new_tokens_padded": int(out.shape[1] - batch.input_ids.shape[1])}
 
 
+def _evaluate(model_path: Path, args: argparse.Namespace, out: Path) -> dict:
+    request = {"model": str(model_path), "benchmark": args.benchmark, "base_model": args.base_model,
+               "out": str(out), "limit": args.limit, "max_tokens": args.max_tokens}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", EVALUATE, json.dumps(request)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the evaluation failed:\n{done.stderr[-2000:]}")
+    evaluation = json.loads(done.stdout.strip().splitlines()[-1])
+    evaluation["wall_seconds_incl_start_and_load"] = round(time.monotonic() - started, 2)
+    return evaluation
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", type=Path, default=None, help="default: the cached smollm2-135m")
@@ -81,6 +94,8 @@ def main() -> None:
     parser.add_argument("--benchmark", default="gsm8k")
     parser.add_argument("--limit", type=int, default=16, help="items, all in one batch")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="evaluation and plain generate, alternated this many times (the load drifts)")
     args = parser.parse_args()
 
     if args.model_path is None:
@@ -89,25 +104,21 @@ def main() -> None:
 
         args.model_path = fetch(get_model(args.base_model), progress=False)
     model_path = Path(args.model_path).resolve()
-    with tempfile.TemporaryDirectory(prefix="ptb-eval-vs-generate-") as tmp:
-        load_before = os.getloadavg()[0]
-        request = {"model": str(model_path), "benchmark": args.benchmark, "base_model": args.base_model,
-                   "out": tmp, "limit": args.limit, "max_tokens": args.max_tokens}
-        started = time.monotonic()
-        done = subprocess.run([sys.executable, "-c", EVALUATE, json.dumps(request)], capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"the evaluation failed:\n{done.stderr[-2000:]}")
-        evaluation = json.loads(done.stdout.strip().splitlines()[-1])
-        evaluation["wall_seconds_incl_start_and_load"] = round(time.monotonic() - started, 2)
-        plain = _plain_generate(model_path, args.base_model, args.benchmark, _prompts(Path(tmp) / "logs"),
-                                args.max_tokens)
+    load_before = os.getloadavg()[0]
+    rounds = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="ptb-eval-vs-generate-") as tmp:
+            evaluation = _evaluate(model_path, args, Path(tmp))
+            plain = _plain_generate(model_path, args.base_model, args.benchmark, _prompts(Path(tmp) / "logs"),
+                                    args.max_tokens)
+        rounds.append({"evaluation": evaluation, "plain_generate": plain,
+                       "ratio": round(plain["seconds"] / evaluation["eval_seconds"], 3)})
     result = {
         "benchmark": args.benchmark,
-        "items": evaluation["n"],
+        "items": rounds[0]["evaluation"]["n"],
         "max_tokens": args.max_tokens,
-        "evaluation": evaluation,
-        "plain_generate": plain,
-        "ratio_generate_over_evaluation": round(plain["seconds"] / evaluation["eval_seconds"], 3),
+        "rounds": rounds,
+        "median_ratio_generate_over_evaluation": statistics.median(r["ratio"] for r in rounds),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "cpus": os.cpu_count(),
     }
