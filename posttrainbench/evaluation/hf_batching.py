@@ -1,10 +1,11 @@
 """The first batch of inspect-ai's transformers provider holds every request that starts with it.
 
 inspect's provider queues each sample's request and a background thread forms a batch from those that arrive until
-none has arrived for 2 s (or the batch is full). The first requests of a process arrive behind first-use work on
-the event loop (lazy imports, template compilation, a full garbage collection of a heap that just received a
-model); on a loaded CPU machine a gap of more than 2 s splits the first batch: a few requests are generated alone
-and the rest wait for them, which cost a 16-item CPU evaluation 168 s against 109 s for one `generate` call.
+none has arrived for 2 s (or the batch is full). The first requests of a process can arrive behind first-use
+work on the event loop (lazy imports, template compilation, a full garbage collection of a heap that just received
+a model); on a loaded CPU machine a gap of more than 2 s splits the first batch: a few requests are generated alone
+and the rest wait for them. Issue 19 measured a 16-item CPU evaluation at 168 s against 109 s for one `generate`
+call, with one request about 46 s late, in the first evaluation of a process only.
 
 The samples of the first batch all start together (inspect starts min(samples, max_connections) at once, and the
 batch size is max_connections), so their number is known: the first batch waits for that many requests, with a
