@@ -269,9 +269,12 @@ def _run_inspect(
             from posttrainbench.evaluation.stop_strings import share_stop_strings
 
             share_stop_strings()
-        from posttrainbench.evaluation.hf_batching import expect_first_batch
+        if max_connections:
+            # Only with an explicit max_connections does inspect start as many samples as a batch holds (without
+            # it, adaptive concurrency may start fewer, and the first batch would wait for requests not coming).
+            from posttrainbench.evaluation.hf_batching import expect_first_batch
 
-        expect_first_batch(min(len(task.dataset), limit) if limit else len(task.dataset))
+            expect_first_batch(min(len(task.dataset), limit) if limit else len(task.dataset))
 
         model_args = {
             "model_path": str(view),
