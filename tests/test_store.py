@@ -1,4 +1,5 @@
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -89,3 +90,26 @@ def test_a_unique_prefix_names_a_run_like_git(tmp_path):
         store.resolve("a1")
     with pytest.raises(PtbError, match="no run 'zz'"):
         store.resolve("zz")
+def test_stage_durations_are_sub_second_and_old_stores_gain_the_column(tmp_path):
+    path = tmp_path / "s.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE stages (run_id TEXT NOT NULL, stage TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT,"
+        " ended_at TEXT, error TEXT, PRIMARY KEY (run_id, stage));"
+        "INSERT INTO stages VALUES ('old', 'agent', 'done', '2026-01-01T00:00:00+00:00',"
+        " '2026-01-01T00:00:01+00:00', NULL);"
+    )
+    old.commit()
+    old.close()
+    store = Store(path)
+    _add(store, "r1", tmp_path)
+    store.stage_start("r1", "prepare")
+    store.stage_end("r1", "prepare")
+    store.stage_start("r1", "agent")
+    # A stage closed by another process (a worker) is timed from its stored timestamps.
+    Store(path).stage_end("r1", "agent")
+    stages = {s["stage"]: s for s in store.stages("r1")}
+    assert 0 <= stages["prepare"]["seconds"] < 1  # monotonic, not rounded to whole seconds
+    assert "." in stages["prepare"]["started_at"]
+    assert stages["agent"]["seconds"] is not None and stages["agent"]["seconds"] >= 0
+    assert store.stages("old")[0]["seconds"] is None

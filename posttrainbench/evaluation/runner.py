@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from posttrainbench.errors import PtbError
-from posttrainbench.evaluation import data, fewshot, original
+from posttrainbench.evaluation import data, original
 from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.evaluation.vllm_server import (
@@ -146,6 +146,10 @@ def evaluate(
     `metadata` (run_id, agent, label: base/final/baseline) goes into the inspect log's eval metadata, with the
     benchmark, base model and the real model path (inspect itself sees a temporary view of the folder).
     """
+    # inspect-ai (which fewshot builds on) is imported here, not at module level: the harness imports this module
+    # for render_evaluate_py and should not pay for it.
+    from posttrainbench.evaluation import fewshot
+
     spec = get_benchmark(benchmark)
     base = get_model(base_model)
     model_path = Path(model_path).resolve()
@@ -308,6 +312,8 @@ def _run_inspect(
     """One inspect-ai evaluation: in-process transformers when `server` is None, else requests to `server`."""
     import inspect_ai
 
+    from posttrainbench.evaluation import fewshot
+
     common = dict(
         log_dir=str(out_dir / "logs"),
         log_format="json",
@@ -330,6 +336,12 @@ def _run_inspect(
             from posttrainbench.evaluation.stop_strings import share_stop_strings
 
             share_stop_strings()
+        if connections:
+            # Only with an explicit max_connections does inspect start as many samples as a batch holds (without
+            # it, adaptive concurrency may start fewer, and the first batch would wait for requests not coming).
+            from posttrainbench.evaluation.hf_batching import expect_first_batch
+
+            expect_first_batch(n_items)
 
         model_args = {
             "model_path": str(view),

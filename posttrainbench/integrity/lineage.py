@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import safe_open
+
+if TYPE_CHECKING:  # torch is imported where tensors are compared: runs without a model need not pay for it
+    import torch
 
 from posttrainbench import untrusted
 from posttrainbench.integrity.report import Check
@@ -77,7 +80,7 @@ class TensorStats:
     rel_l2: float  # |submitted - base| / |base|
 
 
-def _blocks(handle, name: str, rows: int) -> Iterator[torch.Tensor]:
+def _blocks(handle, name: str, rows: int) -> Iterator["torch.Tensor"]:
     view = handle.get_slice(name)
     shape = view.get_shape()
     if len(shape) == 0:
@@ -91,6 +94,8 @@ def _blocks(handle, name: str, rows: int) -> Iterator[torch.Tensor]:
 
 def compare(base: Path, other: Path, *, limit_names: set[str] | None = None) -> tuple[list[TensorStats], list[str]]:
     """Per-tensor similarity of `other` to `base`, and the base tensors `other` lacks."""
+    import torch
+
     base_files, other_files = tensor_files(base), tensor_files(other)
     if "lm_head.weight" in other_files and "lm_head.weight" not in base_files:
         base_files["lm_head.weight"] = base_files.get("embed_tokens.weight")  # the base ties them
