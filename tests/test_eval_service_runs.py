@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from test_pipeline import SAVE_SMOLLM
 from posttrainbench.agents.launch import run_agent
 from posttrainbench.evaluation.runner import evaluate
 from posttrainbench.executors.pipeline import create_run
+from posttrainbench.integrity import index_cache
 from posttrainbench.integrity.contamination import available_benchmarks, default_index
 from posttrainbench.specs import AgentSpec, RunSpec
 from posttrainbench.store import Store
@@ -21,23 +21,23 @@ from posttrainbench.workspace.layout import RunLayout
 pytestmark = [pytest.mark.slow, pytest.mark.bwrap]
 
 # Walks everything the sandbox shows, scanning each readable file with the project's contamination index (handed
-# in as home/.scan/index.pkl, which is skipped). /proc is read for the environments of its processes only.
+# in as the cached-index folder home/.scan/index, which is skipped). /proc is read for the environments of its processes only.
 SCAN = r"""
-import json, os, pickle, stat, sys
-from posttrainbench.integrity import files
+import json, os, stat, sys
+from pathlib import Path
+from posttrainbench.integrity import files, index_cache
 from posttrainbench.integrity.contamination import scan_file
-index = pickle.load(open(sys.argv[1], "rb"))
+index = index_cache.load(Path(sys.argv[1]))
 skip = {os.path.dirname(sys.argv[1]), "/proc", "/sys", "/dev"}
 found, scanned, size, stack = [], 0, 0, ["/"]
 planted = "/tmp/planted.txt"  # a control: one item written where the agent may write, which must be found
 open(planted, "w").write(" ".join(text for _, text in index.items[0].segments))
-def scan(path, rel):
+def scan(path, rel, nbytes):
     global scanned, size
-    fmt, nbytes, hits, marks = scan_file(index, files.Found(path=__import__("pathlib").Path(path), rel=rel,
-                                                            kind="workspace"))
-    scanned, size = scanned + 1, size + nbytes
-    found.extend({"file": rel, "benchmark": h.benchmark, "item": h.item} for h in hits)
-    found.extend({"file": rel, "benchmark": m["benchmark"], "item": "canary"} for m in marks)
+    result = scan_file(index, Path(os.path.dirname(path)), files.Found(os.path.basename(path), nbytes, "workspace"))
+    scanned, size = scanned + 1, size + result.size
+    found.extend({"file": rel, "benchmark": m.benchmark, "item": m.item} for m in result.matches)
+    found.extend({"file": rel, "benchmark": c["benchmark"], "item": "canary"} for c in result.canaries)
 while stack:
     folder = stack.pop()
     try:
@@ -51,12 +51,15 @@ while stack:
             stack.append(entry.path)
         elif entry.is_file() and os.access(entry.path, os.R_OK):
             try:
-                scan(entry.path, entry.path)
+                scan(entry.path, entry.path, entry.stat().st_size)
             except (OSError, ValueError):
                 pass
+os.makedirs("/tmp/environ", exist_ok=True)
 for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        scan(f"/proc/{pid}/environ", f"/proc/{pid}/environ")
+    try:  # /proc files report no size: scan a copy
+        copy = f"/tmp/environ/{pid}"
+        open(copy, "wb").write(open(f"/proc/{pid}/environ", "rb").read())
+        scan(copy, f"/proc/{pid}/environ", os.path.getsize(copy))
     except OSError:
         pass
 json.dump({"found": found, "files": scanned, "bytes": size}, open("scan.json", "w"))
@@ -80,15 +83,14 @@ def _run(tmp_path: Path, script: str, *, benchmark: str = "humaneval", hours: fl
 def _hand_in_index(layout: RunLayout) -> None:
     folder = layout.home / ".scan"
     folder.mkdir()
-    with open(folder / "index.pkl", "wb") as fh:
-        pickle.dump(default_index(), fh)
+    index_cache.save(default_index(), folder / "index")
     (folder / "scan.py").write_text(SCAN)
 
 
 def test_a_hidden_sandbox_holds_no_test_item(tmp_path, small_model, shared_data, bwrap):
     usable, missing = available_benchmarks()
     assert not missing, f"the data mirror lacks {missing}"
-    script = "env > env.txt; python $HOME/.scan/scan.py $HOME/.scan/index.pkl"
+    script = "env > env.txt; python $HOME/.scan/scan.py $HOME/.scan/index"
     _, layout, exit_info = _run(tmp_path, script, before=_hand_in_index)
     assert exit_info.status == "finished", layout.agent_log.read_text()[-3000:]
     result = json.loads((layout.task / "scan.json").read_text())
@@ -101,7 +103,7 @@ def test_a_hidden_sandbox_holds_no_test_item(tmp_path, small_model, shared_data,
 
 def test_the_original_setup_shows_the_test_set(tmp_path, small_model, shared_data, bwrap):
     """The control of the test above: with test access visible, the same search finds HumanEval in /ptb/data."""
-    script = "python $HOME/.scan/scan.py $HOME/.scan/index.pkl"
+    script = "python $HOME/.scan/scan.py $HOME/.scan/index"
     limited = SCAN.replace('stack = [], 0, 0, ["/"]', 'stack = [], 0, 0, ["/ptb/data"]')
 
     def hand_in(layout):

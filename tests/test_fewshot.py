@@ -189,7 +189,8 @@ def test_fewshot_baseline_is_stored_and_ranked(tmp_path, small_model):
     log_file = next((Path(row.run_dir) / "results" / "final" / "logs").glob("*.json"))
     prompt = json.loads(log_file.read_text())["samples"][0]["messages"][0]["content"]
     assert prompt.startswith(humaneval.INSTRUCTION)
-    entry = leaderboard(store, bootstrap=0).entry("baseline:base-fewshot")
+    # --limit makes it a smoke test: an entry of its own, shown apart
+    entry = leaderboard(store, bootstrap=0).entry("baseline:base-fewshot+limit=2+max_tokens=48")
     assert entry.benchmarks["humaneval"].value == pytest.approx(row.score)
 
 

@@ -78,7 +78,10 @@ def test_ctrl_c_says_how_to_continue_and_resume_continues(tmp_path, small_model)
             "if [ -f attempted ]; then echo again; else touch attempted; echo started; sleep 600; fi",
             "--model", "smollm2-135m", "--benchmark", "gsm8k", "--gpus", "0",
             "--network", "offline", "--sandbox", "none", "--limit", "1", "--max-tokens", "8"]
-    harness = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    # A shell that starts a job in the background (as CI runners may) leaves SIGINT ignored in its children:
+    # give the harness the default disposition, as a terminal would.
+    harness = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600  # a hang guard; the loop waits on the agent's first line
         logs = []
