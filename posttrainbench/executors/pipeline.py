@@ -15,7 +15,7 @@ from posttrainbench.agents.launch import run_agent
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
 from posttrainbench.specs import RunSpec
-from posttrainbench.integrity import check_run, read_report
+from posttrainbench.integrity import check_run, memorisation, read_report
 from posttrainbench.store import RunRow, Store
 from posttrainbench.workspace.collect import CollectResult, collect
 from posttrainbench.workspace.layout import RunLayout
@@ -114,6 +114,7 @@ def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Calla
     collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
     if collected.status != "ok":
         return
+    memorisation.run(manifest, layout, log=log)
     try:
         final = evaluate_model(manifest, layout.final_model, layout.results("final"), log=log)
     except PtbError as exc:
