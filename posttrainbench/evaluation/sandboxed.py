@@ -60,8 +60,11 @@ class SandboxedEvaluation:
 
         out = work_dir / "out"
         out.mkdir(parents=True, exist_ok=True)
-        args = {"model_path": INSIDE_MODEL, "benchmark": self.manifest.benchmark.id,
-                "out_dir": f"{INSIDE_OUT}/result", "base_model": self.manifest.model.id, **settings}
+        # Backend `none` (debugging, tests) mounts nothing: the child is told the host paths instead.
+        isolated = self.backend != "none"
+        args = {"model_path": INSIDE_MODEL if isolated else str(model_dir), "benchmark": self.manifest.benchmark.id,
+                "out_dir": f"{INSIDE_OUT}/result" if isolated else str(out / "result"),
+                "base_model": self.manifest.model.id, **settings}
         argv = [sys.executable, "-c", CHILD, json.dumps(args)]
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": f"{INSIDE_OUT}/home",
