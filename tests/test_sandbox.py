@@ -279,7 +279,9 @@ run(request, backend="bwrap", time_limit_s=60, log_path=Path(log), grace_s=30)
 def test_interrupted_harness_leaves_no_orphans(bwrap, run_dir, sig):
     marker = _marker()
     log = run_dir / "harness.log"
-    harness = subprocess.Popen([sys.executable, "-c", HARNESS, str(run_dir / "task"), marker, str(log)])
+    # SIGINT's default disposition, as a terminal gives it: a shell that backgrounds a job leaves it ignored
+    harness = subprocess.Popen([sys.executable, "-c", HARNESS, str(run_dir / "task"), marker, str(log)],
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # wait on events (the sandbox says it is ready; the harness exits); the limits only catch a hang, so they
         # are wide enough for a loaded machine
