@@ -400,14 +400,6 @@ def _iso(epoch: float | None) -> str | None:
 
 def read_history(layout: RunLayout) -> list[dict]:
     """The logged requests of a run (its evaluation history), oldest first; unreadable lines are skipped."""
-    if not layout.agent_evals.is_file():
-        return []
-    records = []
-    for line in layout.agent_evals.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    from posttrainbench.workspace.records import read_records
+
+    return read_records(layout.agent_evals) if layout.agent_evals.is_file() else []
