@@ -1,12 +1,16 @@
 """TLS for fake upstreams behind the egress proxy: a CA of its own and one certificate for many host names."""
 
 import datetime
+import shutil
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from posttrainbench.egress.proxy import mitmproxy_python
+from posttrainbench.errors import PtbError
 
 
 def certificates(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
@@ -28,3 +32,15 @@ def certificates(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
     (folder / "upstream.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return folder / "upstream-ca.pem", folder / "upstream.pem"
+
+
+def missing_tools() -> str | None:
+    """Why the real proxy cannot be played against from a sandbox here (None when it can)."""
+    for tool in ("bwrap", "socat", "curl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    try:
+        mitmproxy_python()
+    except PtbError as error:
+        return str(error)
+    return None

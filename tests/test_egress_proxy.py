@@ -5,7 +5,6 @@ is used) and trusts its CA upstream."""
 import hashlib
 import json
 import shlex
-import shutil
 import signal
 import ssl
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from posttrainbench.egress.proxy import mitmproxy_python
 from posttrainbench.egress.session import start_egress
 from posttrainbench.egress.summary import summarize_egress
 from posttrainbench.errors import PtbError
@@ -25,7 +23,7 @@ from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
 from posttrainbench.specs import get_benchmark, get_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from egress_support import certificates  # noqa: E402
+from egress_support import certificates, missing_tools  # noqa: E402
 
 pytestmark = pytest.mark.bwrap
 
@@ -43,19 +41,8 @@ FILES = {
 LFS = {hashlib.sha256(body).hexdigest(): body for path, body in FILES.items() if path.endswith(".safetensors")}
 
 
-def _missing_tools() -> str | None:
-    for tool in ("bwrap", "socat", "curl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    try:
-        mitmproxy_python()
-    except PtbError as error:
-        return str(error)
-    return None
-
-
-if _missing_tools():
-    pytest.skip(_missing_tools(), allow_module_level=True)
+if missing_tools():
+    pytest.skip(missing_tools(), allow_module_level=True)
 
 
 class FakeHub:

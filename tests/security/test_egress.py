@@ -8,7 +8,6 @@ An HTTPS server on 127.0.0.1 stands in for every host named here (the proxy conn
 names) and answers anything it gets with `SERVED`, so a leak shows in the agent's output and in its own log."""
 
 import json
-import shutil
 import ssl
 import sys
 import textwrap
@@ -20,16 +19,14 @@ import pytest
 
 from posttrainbench.egress.link import llm_link
 from posttrainbench.egress.metering import Limits, Upstream, read_log
-from posttrainbench.egress.proxy import mitmproxy_python
 from posttrainbench.egress.session import start_egress
-from posttrainbench.errors import PtbError
 from posttrainbench.integrity import egress_check
 from posttrainbench.sandbox import Mount, SandboxRequest, python_mounts, run
 from posttrainbench.specs import RunSpec, get_benchmark, get_model, parse_agent
 from posttrainbench.workspace.manifest import RunManifest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from egress_support import certificates  # noqa: E402
+from egress_support import certificates, missing_tools  # noqa: E402
 from fake_llm import FakeLLM  # noqa: E402
 
 pytestmark = pytest.mark.bwrap
@@ -78,19 +75,8 @@ CONTROLS = [
 HOSTS = sorted({url.split("/")[2].split(":")[0] for _, _, url, *_ in ATTACKS + CONTROLS} - {"nothing.invalid"})
 
 
-def _missing_tools() -> str | None:
-    for tool in ("bwrap", "socat", "curl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    try:
-        mitmproxy_python()
-    except PtbError as error:
-        return str(error)
-    return None
-
-
-if _missing_tools():
-    pytest.skip(_missing_tools(), allow_module_level=True)
+if missing_tools():
+    pytest.skip(missing_tools(), allow_module_level=True)
 
 
 class Site:
