@@ -72,6 +72,7 @@ def test_the_plan_counts_down_over_the_batches():
 
     hf_batching.expect_requests(40)
     assert hf.process_batches is hf_batching._process_batches
+    assert hf.batched_generate is hf_batching._batched_generate  # awaits its result instead of polling
     assert hf_batching._planned() == 40
     hf_batching._taken(32)
     assert hf_batching._planned() == 8

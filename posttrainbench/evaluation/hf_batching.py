@@ -17,29 +17,77 @@ min(batch size, requests still to come), with a long quiet time only as a safety
 before it generates. Once the planned requests are in (or with no plan) batches form as inspect forms them. The
 patch replaces the provider's module-level batch loop before its thread starts (once per process, at the first
 request); a batch's target is read when its first request arrives, so an idle thread picks up a new plan.
+
+Each sample also awaits its result differently: inspect's provider polls the result every second (blocking the
+event loop 10 ms per waiting sample each time), so every batch's samples learn of their results up to 1 s late
+and the next batch's requests come that much later. Under asyncio (inspect's default) the batch thread wakes the
+waiting sample instead.
 """
 
+import asyncio
 import threading
 from collections.abc import Hashable
+from concurrent.futures import Future
 from queue import Empty, Queue
 
 INSPECT_QUIET_S = 2.0  # inspect's own window between requests
 PLANNED_QUIET_S = 60.0  # a planned request this late is taken to be one that will not come
 
 _lock = threading.Lock()
+_inspect_batched_generate = None  # the provider's own, for an event loop other than asyncio
 _remaining = 0  # requests of the armed evaluation not yet taken into a batch
 _sizes: list[int] = []  # requests per batch of the armed evaluation
 
 
 def expect_requests(total: int) -> None:
     """Form the batches of the next `total` requests by count (see the module docstring)."""
-    global _remaining
+    global _remaining, _inspect_batched_generate
     from inspect_ai.model._providers import hf
 
     with _lock:
         _remaining = max(total, 0)
         _sizes.clear()
     hf.process_batches = _process_batches
+    if _inspect_batched_generate is None:
+        _inspect_batched_generate = hf.batched_generate
+        hf.batched_generate = _batched_generate
+
+
+async def _batched_generate(input):
+    """inspect's batched_generate, awaiting the batch thread's result instead of polling for it."""
+    from inspect_ai.model._providers import hf
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio (INSPECT_ASYNC_BACKEND)
+        return await _inspect_batched_generate(input)
+    if hf.batch_thread is None:
+        hf.batch_thread = threading.Thread(target=hf.process_batches, daemon=True)
+        hf.batch_thread.start()
+    waiter = loop.create_future()
+    result = Future()
+    # The batch thread's future is never cancelled from here: a cancelled one would make the provider fail the
+    # rest of its batch when it sets the results.
+    result.add_done_callback(lambda done: _wake(loop, waiter, done))
+    hf.batch_queue.put(hf._QueueItem(input=input, future=result, key=hf._batch_key(input)))
+    return await waiter
+
+
+def _wake(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future, done: Future) -> None:
+    try:
+        loop.call_soon_threadsafe(_transfer, waiter, done)
+    except RuntimeError:  # the loop has closed: nobody waits any more
+        pass
+
+
+def _transfer(waiter: asyncio.Future, done: Future) -> None:
+    if waiter.cancelled():
+        return
+    error = done.exception()
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(done.result())
 
 
 def batch_sizes() -> list[int]:
