@@ -5,6 +5,8 @@ import time
 from dataclasses import dataclass
 from queue import Queue
 
+import pytest
+
 from posttrainbench.evaluation import hf_batching
 
 
@@ -81,6 +83,7 @@ def test_the_plan_counts_down_over_the_batches():
     assert hf_batching.batch_sizes() == [32, 8]
 
 
+@pytest.mark.slow
 def test_a_paused_event_loop_does_not_split_a_batch(tiny_model, tmp_path, shared_data, monkeypatch):
     """A real transformers evaluation without --max-connections whose event loop stops for longer than inspect's
     window between two requests, as a full garbage collection of a fresh process does on a loaded machine: the
