@@ -28,7 +28,8 @@ args = json.loads(sys.argv[1])
 metrics = evaluate(Path(args["model"]), args["benchmark"], base_model=args["base_model"], out_dir=Path(args["out"]),
                    limit=args["limit"], max_tokens=args["max_tokens"], max_connections=args["limit"],
                    backend="hf", device="cpu")
-print(json.dumps({"eval_seconds": metrics["eval_seconds"], "n": metrics["n_samples"]}))
+print(json.dumps({"eval_seconds": metrics["eval_seconds"], "n": metrics["n_samples"],
+                  "batches": metrics["attempts"][-1].get("batches")}))
 """
 
 

@@ -38,6 +38,8 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
 NOT_CARRIED = {"generation_config.json", "custom_generate"}
 
 EVALUATE_PY = Path(__file__).parent / "evaluate_py.jinja"
+# The transformers batch size without --max-connections: inspect's own default for its hf provider.
+HF_BATCH_SIZE = 32
 # inspect-ai's HTTP pool size (1,000 by default): raised for an evaluation that has more items in flight.
 INSPECT_POOL_ENV = "INSPECT_HTTP_POOL_CONNECTIONS"
 
@@ -209,8 +211,12 @@ def evaluate(
                     task = fewshot.with_demos(task, demos)
                 n_items = len(task.dataset) if limit is None else min(limit, len(task.dataset))
                 # vLLM: every item in flight unless told otherwise; the engine schedules them (a cap here left the
-                # GPU idle between waves while inspect finished the first wave: gpu_eval.py, benchmarks/README.md)
-                connections = max_connections or (max(1, n_items) if backend == "vllm" else None)
+                # GPU idle between waves while inspect finished the first wave: gpu_eval.py, benchmarks/README.md).
+                # transformers: always an explicit batch size, so that inspect starts a batch's worth of samples at
+                # once (its adaptive concurrency would start a number of its own) and batches form by count
+                # (hf_batching.py).
+                connections = max_connections or (max(1, n_items) if backend == "vllm"
+                                                   else max(1, min(n_items, HF_BATCH_SIZE)))
                 attempt: dict = {"max_tokens": budget}
                 started = time.monotonic()
                 log, error = None, None
@@ -224,6 +230,10 @@ def evaluate(
                     )
                     log = _run_inspect(task, view, template, generation, device, n_items, connections, stops,
                                        out_dir, demos is not None, server, meta)
+                    if server is None:
+                        from posttrainbench.evaluation.hf_batching import batch_sizes
+
+                        attempt["batches"] = batch_sizes()
                     error = None if log.status == "success" else (log.error.message if log.error else log.status)
                 except ServerStartError as exc:
                     error = str(exc)
@@ -336,12 +346,9 @@ def _run_inspect(
             from posttrainbench.evaluation.stop_strings import share_stop_strings
 
             share_stop_strings()
-        if connections:
-            # Only with an explicit max_connections does inspect start as many samples as a batch holds (without
-            # it, adaptive concurrency may start fewer, and the first batch would wait for requests not coming).
-            from posttrainbench.evaluation.hf_batching import expect_first_batch
+        from posttrainbench.evaluation.hf_batching import expect_requests
 
-            expect_first_batch(n_items)
+        expect_requests(n_items)  # one request per item; batches of `connections` form by count
 
         model_args = {
             "model_path": str(view),
@@ -352,9 +359,8 @@ def _run_inspect(
             "use_safetensors": True,
             # bf16 checkpoints are slow (and on some CPUs inexact) in bf16 on CPU.
             "dtype": "auto" if device.startswith("cuda") else torch.float32,
+            "batch_size": connections,
         }
-        if connections:
-            model_args["batch_size"] = connections
         logs = inspect_ai.eval(
             task, model=f"hf/{_model_name(metadata)}", model_args=model_args, temperature=gen.temperature,
             top_k=gen.top_k, **common
