@@ -129,3 +129,19 @@ def test_gpus_is_a_count_everywhere(tmp_path):
     if not Path("/dev/nvidiactl").exists():
         more = ptb("grid", "run", str(grid), "--gpus", "1", env={"CUDA_VISIBLE_DEVICES": ""})
         assert more.returncode == 1 and "has 0 GPU(s)" in more.stderr
+
+
+def test_the_sandbox_and_proxy_tools_are_checked_before_a_run_exists(monkeypatch, tmp_path):
+    import importlib.util
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither bwrap nor mitmdump on it
+    monkeypatch.delenv("PTB_MITMPROXY_PYTHON", raising=False)
+    with pytest.raises(PtbError, match="bubblewrap \\(bwrap\\) is not installed"):
+        check_machine(RunSpec(agent=parse_agent("reference"), model="smollm2-135m", benchmark="gsm8k", gpus=0,
+                              network="offline"))
+    spec = RunSpec(agent=parse_agent("reference"), model="smollm2-135m", benchmark="gsm8k", gpus=0,
+                   sandbox="none", network="proxied")
+    if importlib.util.find_spec("mitmproxy") is None:
+        with pytest.raises(PtbError, match="mitmproxy .* is needed for proxied runs"):
+            check_machine(spec)
+    check_machine(spec.model_copy(update={"network": "offline"}))

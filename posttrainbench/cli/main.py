@@ -325,11 +325,12 @@ def demo(
 
     os.environ.update(OFFLINE)  # the demo never reaches the hub: fail fast instead of retrying
     from posttrainbench.executors.pipeline import create_run
+    from posttrainbench.executors.preflight import check_machine
     from posttrainbench.specs import AgentSpec, RunSpec
 
-    spec = RunSpec(agent=AgentSpec(scaffold="reference"), model="smollm2-135m", benchmark="humaneval",
-                   hours=hours, gpus=0, limit=limit, max_tokens=max_tokens, sandbox=sandbox,
-                   network="offline")
+    spec = _spec(RunSpec, agent=AgentSpec(scaffold="reference"), model="smollm2-135m", benchmark="humaneval",
+                 hours=hours, gpus=0, limit=limit, max_tokens=max_tokens, sandbox=sandbox, network="offline")
+    check_machine(spec)
     store = _store()
     log("prepare: model, data, workspace")
     manifest = create_run(spec, store)
