@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from posttrainbench import paths, units
 from posttrainbench.errors import PtbError
@@ -28,7 +29,7 @@ from posttrainbench.executors.scheduler import Job
 from posttrainbench.executors.slurm import SlurmExecutor, queue_states
 from posttrainbench.specs.grid import Cell, Grid, expand, load_grid
 from posttrainbench.store import Store
-from posttrainbench.untrusted import escape_text
+from posttrainbench.untrusted import clean_text, escape_text
 from posttrainbench.workspace.layout import RunLayout
 
 ExecutorName = Literal["local", "slurm"]
@@ -274,8 +275,9 @@ class _Driver:
     def loop(self, poll_s: float) -> None:
         total = len(self.by_key)
         self.log(self.runner.describe())
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[eta]}"), console=self.console, transient=False)
+        progress = _GridProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=self.console,
+                                 transient=False)
         try:
             with progress:
                 task = progress.add_task(self.grid.name, total=total, eta="")
@@ -285,9 +287,9 @@ class _Driver:
                     self.start()
                     rows = self.rows()
                     counts = {s: sum(1 for r in rows if r.state == s) for s in ("done", "running", "waiting", "failed")}
-                    # under the grid's summary, one line per running cell: its stage, items and time left
+                    progress.cell_lines = self._cell_lines(rows)
                     progress.update(task, completed=counts["done"] + counts["failed"], eta=self._eta(rows),
-                                    description="\n".join([self._summary(counts), *self._cell_lines(rows)]))
+                                    description=self._summary(counts))
                     if counts["running"] + counts["waiting"] == 0:
                         break
                     time.sleep(poll_s)
@@ -309,8 +311,8 @@ class _Driver:
             if row.state == "running" and row.run_id:
                 stages = self.store.stages(row.run_id)
                 state_file = RunLayout(Path(self.store.get(row.run_id).run_dir)).progress
-                lines.append(escape_text(f"  {row.cell_key}: "
-                                         f"{activity(stages, state_file, self.by_key[row.cell_key].spec.hours)}"))
+                lines.append(clean_text(f"  {row.cell_key}: "
+                                        f"{activity(stages, state_file, self.by_key[row.cell_key].spec.hours)}"))
         return lines
 
     def _summary(self, counts: dict[str, int]) -> str:
@@ -324,6 +326,19 @@ class _Driver:
         left = [self.job(r.cell_key) for r in rows if r.state == "waiting"]
         hours = self.runner.eta_hours(left)
         return f"ETA ~{_duration(hours * 3600)}" if hours else ""
+
+
+class _GridProgress(Progress):
+    """The grid's bar, and under it one line per running cell: its stage, items and time left."""
+
+    def __init__(self, *columns, **kwargs) -> None:
+        self.cell_lines: list[str] = []  # set first: the base class renders while it starts
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        for line in self.cell_lines:
+            yield Text(line, no_wrap=True, overflow="ellipsis")
 
 
 def activity(stages: list[dict], progress_file: Path, hours: float, now: float | None = None) -> str:
