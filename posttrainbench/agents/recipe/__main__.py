@@ -147,7 +147,9 @@ def run(args: argparse.Namespace, task_dir: Path) -> None:
     tr.release(device)
 
     if examples and clock.left() > SAFETY_FRACTION * remaining:
-        answer = tr.quick_check(final, chat.prompt_only(examples[0]), device)
+        # on CPU a few tokens show that it loads and answers: 64 took 96 s of a loaded 2-core machine
+        answer = tr.quick_check(final, chat.prompt_only(examples[0]), device,
+                                max_new_tokens=64 if device == "cuda" else 16)
         log(f"check: {final.name} loads with transformers; it answers: {answer[:300]!r}")
 
     if args.eval_limit and budget.eval_s:
