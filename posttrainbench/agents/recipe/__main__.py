@@ -132,7 +132,8 @@ def run(args: argparse.Namespace, task_dir: Path) -> None:
     examples = build_examples(args.benchmark, data_mirror(), online, args.seed)[: args.max_examples]
     rows = tokenize(chat, examples, settings.max_length) if examples else []
     steps = 0
-    if rows:
+    # past the training deadline already (a tiny budget, a slow machine): not even the probe would fit
+    if rows and clock.at(budget.train_s) > time.monotonic():
         model, steps = fit(model, tokenizer, rows, settings, clock, clock.at(budget.train_s), args,
                            task_dir / WORK_DIR)
     if not steps:
