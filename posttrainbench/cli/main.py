@@ -595,7 +595,9 @@ def _execute(run_dir: Path, store):
     def echo(line: str) -> None:
         console.print("  agent " + clean_text(line), style="dim", highlight=False, markup=False, soft_wrap=True)
 
-    with Follower(RunLayout(run_dir).agent_log, echo) as follower:
+    layout = RunLayout(run_dir)
+    log(f"the agent's output, echoed below, is also in {layout.agent_log}")
+    with Follower(layout.agent_log, echo) as follower:
         def ordered_log(message: str) -> None:
             follower.drain()
             log(message)
