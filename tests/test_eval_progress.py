@@ -11,13 +11,28 @@ from posttrainbench.evaluation.progress import PREFIX, Progress, ProgressReporte
 
 def test_progress_lines_become_items_rate_and_time_left():
     said = []
-    reporter = ProgressReporter("the agent's model", said.append, every_s=0.0)
+    reporter = ProgressReporter("the agent's model", said.append, every_s=0.0, settle_s=0.0)
     assert reporter.feed(PREFIX + json.dumps({"done": 0, "total": 4, "output_tokens": 0}))
     assert reporter.feed(PREFIX + json.dumps({"done": 1, "total": 4, "output_tokens": 50}))
+    reporter.heartbeat()
     assert reporter.feed(PREFIX + json.dumps({"done": 4, "total": 4, "output_tokens": 200}))
     assert not reporter.feed("plain output\n") and not reporter.feed(PREFIX + "{broken")
     assert said[0].startswith("evaluating the agent's model: 1/4 items, ") and "tok/s, about " in said[0]
     assert said[1].startswith("evaluating the agent's model: 4/4 items") and "left" not in said[1]
+
+
+def test_a_burst_of_items_is_reported_once_it_settles():
+    """A batched backend ends a batch's items within a second after a long wait: no rate or time left is taken
+    from the first item of the burst (it promised hours when the other 19 came the same second)."""
+    said = []
+    reporter = ProgressReporter("the base model", said.append, every_s=0.0, settle_s=3600.0)
+    reporter.feed(PREFIX + json.dumps({"done": 0, "total": 20, "output_tokens": 0}))
+    reporter.feed(PREFIX + json.dumps({"done": 1, "total": 20, "output_tokens": 256}))
+    reporter.heartbeat()
+    assert said == []  # the burst has not settled
+    for done in range(2, 21):
+        reporter.feed(PREFIX + json.dumps({"done": done, "total": 20, "output_tokens": 256 * done}))
+    assert len(said) == 1 and said[0].startswith("evaluating the base model: 20/20 items, ") and "left" not in said[0]
 
 
 def test_a_quiet_batch_still_shows_it_is_alive():
@@ -73,10 +88,11 @@ def test_progress_from_a_sandboxed_child_reaches_the_screen_and_its_hostile_line
     said, seen = [], []
     state = tmp_path / "progress.json"
     with reporting("the agent's model", said.append, state) as reporter:
-        reporter.every_s = 0.0
+        reporter.every_s = reporter.settle_s = 0.0
 
         def on_line(line: str) -> bool:
             if reporter.feed(line) and reporter.done == 1:
+                reporter.heartbeat()  # what the reporting thread does every few seconds
                 seen.append(json.loads(state.read_text()))
             return True
 

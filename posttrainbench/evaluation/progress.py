@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from posttrainbench import units
@@ -63,51 +63,75 @@ def _count(value: object) -> bool:
 @dataclass
 class ProgressReporter:
     """Turns progress lines into a message every `every_s` seconds (and at the end): items done of total,
-    output tokens per second and the time left at the rate so far."""
+    output tokens per second and the time left at the rate so far.
+
+    A batched backend finishes a whole batch of items within a second after a long silence: a rate taken at the
+    first item of such a burst would promise hours. So a message is only given once no item came for `settle_s`
+    (from `heartbeat`, which the reporting thread calls every few seconds) or when the last item is done."""
 
     label: str
     log: Callable[[str], None]
     every_s: float = 15.0
     quiet_s: float = 60.0  # a batched backend finishes its items together: say it is alive meanwhile
+    settle_s: float = 2.0
     state_file: Path | None = None
     started: float = 0.0
-    last: float = 0.0
+    last: float = 0.0  # when the latest message was given
     done: int = 0
     total: int | None = None
+    tokens: int = 0
+    item_at: float = 0.0  # when the latest item finished
+    reported: int = 0  # items done at the latest progress message
+    lock: threading.Lock = field(default_factory=threading.Lock)  # lines and heartbeats come from two threads
 
     def feed(self, line: str) -> bool:
         """True when the line was a progress line (and is handled)."""
         progress = parse(line)
         if progress is None:
             return False
-        now = time.monotonic()
-        self.done, self.total = progress.done, progress.total
-        if progress.done == 0:
-            self.started = self.last = now
-            self._save(None, None)
-            return True
-        finished = progress.total is not None and progress.done >= progress.total
-        if now - self.last < self.every_s and not finished:
-            return True
-        self.last = now
-        elapsed = max(now - self.started, 1e-6)
-        rate = progress.output_tokens / elapsed
-        message = f"evaluating {self.label}: {progress.done}/{_total(progress.total)} items, {rate:.0f} tok/s"
-        left = None
-        if progress.total and not finished:
-            left = elapsed / progress.done * (progress.total - progress.done)
-            message += f", about {units.duration(left)} left"
-        self._save(rate, left)
-        self.log(message)
+        with self.lock:
+            self._feed(progress)
         return True
 
-    def heartbeat(self) -> None:
-        """Called now and then while the evaluation runs: a line when nothing was said for quiet_s."""
+    def _feed(self, progress: Progress) -> None:
         now = time.monotonic()
-        if self.started and now - self.last >= self.quiet_s:
+        self.done, self.total, self.tokens = progress.done, progress.total, progress.output_tokens
+        if progress.done == 0:
+            self.started = self.last = self.item_at = now
+            self.reported = 0
+            self._save(None, None)
+            return
+        self.item_at = now
+        if progress.total is not None and progress.done >= progress.total:
+            self._report(now)
+
+    def heartbeat(self) -> None:
+        """Called every few seconds while the evaluation runs: the progress once a burst of items has settled,
+        and a line that it is alive when nothing was said for quiet_s."""
+        with self.lock:
+            self._heartbeat(time.monotonic())
+
+    def _heartbeat(self, now: float) -> None:
+        if not self.started:
+            return
+        if self.done > self.reported and now - self.item_at >= self.settle_s and now - self.last >= self.every_s:
+            self._report(now)
+        elif now - self.last >= self.quiet_s:
             self.last = now
             self.log(f"evaluating {self.label}: {self.done}/{_total(self.total)} items after "
                      f"{units.duration(now - self.started)}")
+
+    def _report(self, now: float) -> None:
+        self.last, self.reported = now, self.done
+        elapsed = max(self.item_at - self.started, 1e-6)  # the rate up to the latest item, not up to now
+        rate = self.tokens / elapsed
+        message = f"evaluating {self.label}: {self.done}/{_total(self.total)} items, {rate:.0f} tok/s"
+        left = None
+        if self.total and self.done < self.total:
+            left = max(0.0, elapsed / self.done * (self.total - self.done) - (now - self.item_at))
+            message += f", about {units.duration(left)} left"
+        self._save(rate, left)
+        self.log(message)
 
     def _save(self, rate: float | None, left: float | None) -> None:
         if self.state_file is None:
