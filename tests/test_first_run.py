@@ -129,3 +129,41 @@ def test_gpus_is_a_count_everywhere(tmp_path):
     if not Path("/dev/nvidiactl").exists():
         more = ptb("grid", "run", str(grid), "--gpus", "1", env={"CUDA_VISIBLE_DEVICES": ""})
         assert more.returncode == 1 and "has 0 GPU(s)" in more.stderr
+
+
+def test_the_sandbox_and_proxy_tools_are_checked_before_a_run_exists(monkeypatch, tmp_path):
+    import importlib.util
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither bwrap nor mitmdump on it
+    monkeypatch.delenv("PTB_MITMPROXY_PYTHON", raising=False)
+    with pytest.raises(PtbError, match="bubblewrap \\(bwrap\\) is not installed"):
+        check_machine(RunSpec(agent=parse_agent("reference"), model="smollm2-135m", benchmark="gsm8k", gpus=0,
+                              network="offline"))
+    spec = RunSpec(agent=parse_agent("reference"), model="smollm2-135m", benchmark="gsm8k", gpus=0,
+                   sandbox="none", network="proxied")
+    if importlib.util.find_spec("mitmproxy") is None:
+        with pytest.raises(PtbError, match="mitmproxy .* is needed for proxied runs"):
+            check_machine(spec)
+    check_machine(spec.model_copy(update={"network": "offline"}))
+
+
+# What must never reach a first run's console: Python warnings, tqdm bars, pip's lines, library log records.
+NOISE = ("Warning", "warnings.warn", "it/s]", "s/it]", "%|", "Collecting ", "Downloading ", "Successfully ",
+         "Looking in ", "Loading weights", "Writing model", " INFO ", " WARNING ")
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_the_demo_is_quiet_and_shows_each_stage(small_model, bwrap):
+    """The whole demo pipeline at its smallest (a budget too short to train, one item of 8 tokens): stage lines,
+    evaluation log paths and the result line on the console, no library's noise."""
+    import os
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "posttrainbench.cli", "demo", "--hours", "0.02", "--limit", "1",
+                           "--max-tokens", "8"], capture_output=True, text=True, env=os.environ | {"COLUMNS": "120"})
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console[-3000:]
+    assert [n for n in NOISE if n in console] == [], console
+    for line in ("ptb agent: started", "ptb evaluate: started", "its log: ", "HumanEval pass@1 on 1 items"):
+        assert line in console, console

@@ -446,3 +446,27 @@ def test_facts_are_measured_by_the_harness(tmp_path):
     assert facts.gpu_problem(1, dev=tmp_path) == f"{tmp_path / 'nvidiactl'} does not exist"
     oom = facts.measure(layout, "evaluate", facts.EvaluationFailed("evaluating failed", facts.OOM_EXIT))
     assert oom.returncode == facts.OOM_EXIT and oom.infra() == "the evaluation ran out of memory"
+
+
+def test_a_running_cell_shows_its_stage_items_and_time_left(tmp_path):
+    """The grid's console shows, under its bar, what each running cell does: the agent against its budget, the
+    evaluation's items, tok/s and ETA from the worker's progress file; a malformed file shows only the stage."""
+    from datetime import UTC, datetime
+
+    from posttrainbench.executors.grid import activity
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    at = start.timestamp() + 1800
+    agent = [{"stage": "agent", "status": "running", "started_at": start.isoformat()}]
+    assert activity(agent, tmp_path / "none.json", hours=1.0, now=at) == "agent 0:30:00 (50% of 1 h)"
+    evaluating = [{"stage": "agent", "status": "done", "started_at": start.isoformat()},
+                  {"stage": "evaluate", "status": "running", "started_at": start.isoformat()}]
+    state = tmp_path / "progress.json"
+    assert activity(evaluating, state, hours=1.0, now=at) == "evaluate 0:30:00"
+    state.write_text(json.dumps({"label": "the agent's model", "done": 12, "total": 20, "tok_s": 41.6,
+                                 "eta_s": 95, "updated": at}))
+    assert (activity(evaluating, state, hours=1.0, now=at)
+            == "evaluating the agent's model: 12/20 items, 42 tok/s, about 0:01:35 left")
+    state.write_text(json.dumps({"label": "x", "done": "12", "total": 20, "tok_s": None, "eta_s": None}))
+    assert activity(evaluating, state, hours=1.0, now=at) == "evaluate 0:30:00"
+    assert activity([], state, hours=1.0, now=at) == "starting"

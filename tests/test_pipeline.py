@@ -64,13 +64,14 @@ SAVE_SMOLLM = (
 )
 
 
-def _run(tmp_path, script: str, hours: float = 0.02, test_access: str = "hidden") -> tuple[Store, RunLayout, object]:
+def _run(tmp_path, script: str, hours: float = 0.02, test_access: str = "hidden",
+         log=lambda _: None) -> tuple[Store, RunLayout, object]:
     store = Store(tmp_path / "store.sqlite")
     spec = RunSpec(agent=AgentSpec(scaffold="command", command=["bash", "-c", script]), model="smollm2-135m",
                    hours=hours, gpus=0, network="offline", test_access=test_access, **EVAL)
     manifest = create_run(spec, store, runs_dir=tmp_path / "runs")
     layout = RunLayout(tmp_path / "runs" / manifest.run_id)
-    return store, layout, execute(layout.root, store, log=lambda _: None)
+    return store, layout, execute(layout.root, store, log=log)
 
 
 @pytest.mark.slow
@@ -102,8 +103,14 @@ def test_agent_model_is_vetted_and_scored(tmp_path, small_model, bwrap):
         "echo '{\"max_new_tokens\": 1}' > final_model/generation_config.json && "
         "echo 'import os' > final_model/modeling_x.py"
     )
-    store, layout, row = _run(tmp_path, script, hours=0.05)
+    said = []
+    store, layout, row = _run(tmp_path, script, hours=0.05, log=said.append)
     assert row.status == "done" and row.score_source == "final", row.error
+    # its progress came out of the sandbox, line by line, with the log's path first
+    assert f"evaluating the agent's model on humaneval in a sandbox; its log: {layout.results('final')}" \
+        f"/evaluate.log" in said, said
+    assert any(m.startswith("evaluating the agent's model: 1/1 items, ") for m in said), said
+    assert not layout.progress.exists()
     metrics = store.metrics(row.id)
     assert set(metrics) == {"base", "final"} and metrics["final"]["n_samples"] == 1
     collected = sorted(p.name for p in layout.final_model.iterdir())

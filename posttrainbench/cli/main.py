@@ -315,7 +315,9 @@ def _print_egress(run_dir: Path) -> None:
 def demo(
     hours: Annotated[float, typer.Option(help="the reference agent's budget")] = 0.1,
     limit: Annotated[int, typer.Option(help="HumanEval items evaluated")] = 20,
-    max_tokens: Annotated[int, typer.Option(help="generated tokens per item")] = 320,
+    # 256: the first 20 HumanEval items restated whole (docstring + canonical body, fenced) take at most 225 tokens
+    # of this model's tokenizer; a batch runs until its longest answer stops, so every token cut is time saved
+    max_tokens: Annotated[int, typer.Option(help="generated tokens per item")] = 256,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none")] = "bwrap",
 ) -> None:
     """Offline end to end on CPU: the reference agent post-trains SmolLM2-135M for HumanEval in a sandbox."""
@@ -325,11 +327,12 @@ def demo(
 
     os.environ.update(OFFLINE)  # the demo never reaches the hub: fail fast instead of retrying
     from posttrainbench.executors.pipeline import create_run
+    from posttrainbench.executors.preflight import check_machine
     from posttrainbench.specs import AgentSpec, RunSpec
 
-    spec = RunSpec(agent=AgentSpec(scaffold="reference"), model="smollm2-135m", benchmark="humaneval",
-                   hours=hours, gpus=0, limit=limit, max_tokens=max_tokens, sandbox=sandbox,
-                   network="offline")
+    spec = _spec(RunSpec, agent=AgentSpec(scaffold="reference"), model="smollm2-135m", benchmark="humaneval",
+                 hours=hours, gpus=0, limit=limit, max_tokens=max_tokens, sandbox=sandbox, network="offline")
+    check_machine(spec)
     store = _store()
     log("prepare: model, data, workspace")
     manifest = create_run(spec, store)
@@ -592,7 +595,9 @@ def _execute(run_dir: Path, store):
     def echo(line: str) -> None:
         console.print("  agent " + clean_text(line), style="dim", highlight=False, markup=False, soft_wrap=True)
 
-    with Follower(RunLayout(run_dir).agent_log, echo) as follower:
+    layout = RunLayout(run_dir)
+    log(f"the agent's output, echoed below, is also in {layout.agent_log}")
+    with Follower(layout.agent_log, echo) as follower:
         def ordered_log(message: str) -> None:
             follower.drain()
             log(message)

@@ -53,9 +53,11 @@ class SandboxedEvaluation:
             raise
 
     def evaluate(self, model_dir: Path, work_dir: Path, settings: dict, *, time_limit_s: float,
-                 stop: Callable[[], str | None] | None = None) -> dict:
+                 stop: Callable[[], str | None] | None = None,
+                 on_line: Callable[[str], object] | None = None) -> dict:
         """Evaluate `model_dir` with the runner's `settings`; the sandbox writes under work_dir/out (the runner's
-        output in out/result), the log is work_dir/evaluate.log. Raises EvaluationFailed."""
+        output in out/result), the log is work_dir/evaluate.log, whose lines `on_line` also sees as they come
+        (the child's progress lines: hostile text). Raises EvaluationFailed."""
         from posttrainbench.executors.evaluate import CHILD  # executors import the agent stage, which imports us
 
         out = work_dir / "out"
@@ -85,7 +87,7 @@ class SandboxedEvaluation:
                                              network="none", allow_nested=True)
             log_path = work_dir / "evaluate.log"
             info = sandbox.run(request, backend=self.backend, time_limit_s=time_limit_s, log_path=log_path,
-                               grace_s=CANCEL_GRACE_S, stop=stop)
+                               grace_s=CANCEL_GRACE_S, stop=stop, on_line=on_line)
         # Written inside the sandbox: read without following links, size and depth capped.
         if info.status != "finished" or not untrusted.is_file(out, "result/metrics.json"):
             reason = _last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known"

@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from posttrainbench import paths, units
 from posttrainbench.errors import PtbError
-from posttrainbench.evaluation.progress import ProgressReporter
+from posttrainbench.evaluation.progress import reporting
 from posttrainbench.executors.facts import OOM_EXIT, EvaluationFailed
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest
@@ -54,8 +53,9 @@ except BaseException as exc:
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
                    max_tokens: int | None = None, fewshot_mode: bool = False, shots: int | None = None,
                    label: str = "the model", metadata: dict | None = None,
-                   log: Callable[[str], None] = print) -> dict:
-    """`metadata` (run_id, agent, label: base/final/baseline) goes into the inspect log with the real model path."""
+                   log: Callable[[str], None] = print, state_file: Path | None = None) -> dict:
+    """`metadata` (run_id, agent, label: base/final/baseline) goes into the inspect log with the real model path;
+    `state_file` keeps the latest progress (progress.ProgressReporter) while it runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
             "base_model": base_model, "limit": limit, "max_tokens": max_tokens, "metadata": metadata or {}}
@@ -63,14 +63,10 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
         args.update(fewshot_mode=True, shots=shots)
     log_path = out_dir / "evaluate.log"
     log(f"evaluating {label} on {benchmark}; its log: {log_path}")
-    progress = ProgressReporter(label, log)
     last_error = ""
-    with open(log_path, "w") as log_file:
+    with open(log_path, "w") as log_file, reporting(label, log, state_file) as progress:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ | OFFLINE)
-        ended = threading.Event()
-        beat = threading.Thread(target=_beat, args=(progress, ended), daemon=True)
-        beat.start()
         for line in proc.stdout:
             if progress.feed(line):
                 continue
@@ -79,7 +75,6 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
             if line.startswith("error: "):
                 last_error = line.removeprefix("error: ").strip()
         proc.wait()
-        ended.set()
     metrics_file = out_dir / "metrics.json"
     if proc.returncode != 0 or not metrics_file.is_file():
         reason = last_error or f"evaluation exited with code {proc.returncode}; see {log_path}"
@@ -88,11 +83,6 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
     log(f"{benchmark} accuracy of {label}: {units.percent(metrics['accuracy'])} on "
         f"{units.count(metrics.get('n_samples'))} items")
     return metrics
-
-
-def _beat(progress: ProgressReporter, ended: threading.Event) -> None:
-    while not ended.wait(5.0):
-        progress.heartbeat()
 
 
 def _base_key(manifest: RunManifest) -> str:
@@ -117,7 +107,8 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
             run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
                            out_dir=tmp, limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
                            label=f"the base model {manifest.model.id}",
-                           metadata={"label": "base", "run_id": manifest.run_id}, log=log)
+                           metadata={"label": "base", "run_id": manifest.run_id}, log=log,
+                           state_file=layout.progress)
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
         else:
@@ -129,11 +120,12 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
 
 
 def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *, backend: str | None = None,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, state_file: Path | None = None) -> dict:
     """The agent's model is hostile input (its config, tokenizer and weights steer the evaluation), so it is
     evaluated like the evaluation service does: in a sandbox of its own as an unprivileged uid, no network but the
     grader link, model and test data read-only, the run's GPUs (evaluation/sandboxed.py). The runner's output lies
-    in out_dir/out/result, its log in out_dir/evaluate.log; out_dir/metrics.json is the harness's copy."""
+    in out_dir/out/result, its log in out_dir/evaluate.log; out_dir/metrics.json is the harness's copy. Its
+    progress lines are shown through `log` (and kept in `state_file`), read strictly: they come from inside the sandbox."""
     from posttrainbench.agents.launch import _gpu_indices, _passthrough_env
     from posttrainbench.evaluation.sandboxed import SandboxedEvaluation
 
@@ -144,8 +136,11 @@ def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *, ba
                                     deadline=time.time() + FINAL_TIME_LIMIT_S)
     settings = {"limit": manifest.spec.limit, "max_tokens": manifest.spec.max_tokens,
                 "metadata": {"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name}}
+    log(f"evaluating the agent's model on {manifest.benchmark.id} in a sandbox; its log: {out_dir / 'evaluate.log'}")
     try:
-        metrics = evaluator.evaluate(model_path, out_dir, settings, time_limit_s=FINAL_TIME_LIMIT_S)
+        with reporting("the agent's model", log, state_file) as progress:
+            metrics = evaluator.evaluate(model_path, out_dir, settings, time_limit_s=FINAL_TIME_LIMIT_S,
+                                         on_line=progress.feed)
     except EvaluationFailed as exc:
         raise EvaluationFailed(f"evaluating the agent's model on {manifest.benchmark.id} failed: {exc}",
                                exc.returncode, status=exc.status) from None

@@ -6,15 +6,18 @@ unfinished stage. When the harness dies, its local workers die with it (their st
 while Slurm jobs go on; a resume restarts the former and picks the latter up again."""
 
 import fcntl
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from posttrainbench import paths, units
 from posttrainbench.errors import PtbError
@@ -26,7 +29,8 @@ from posttrainbench.executors.scheduler import Job
 from posttrainbench.executors.slurm import SlurmExecutor, queue_states
 from posttrainbench.specs.grid import Cell, Grid, expand, load_grid
 from posttrainbench.store import Store
-from posttrainbench.untrusted import escape_text
+from posttrainbench.untrusted import clean_text, escape_text
+from posttrainbench.workspace.layout import RunLayout
 
 ExecutorName = Literal["local", "slurm"]
 LOCK = ".grid.lock"
@@ -271,8 +275,9 @@ class _Driver:
     def loop(self, poll_s: float) -> None:
         total = len(self.by_key)
         self.log(self.runner.describe())
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[eta]}"), console=self.console, transient=False)
+        progress = _GridProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=self.console,
+                                 transient=False)
         try:
             with progress:
                 task = progress.add_task(self.grid.name, total=total, eta="")
@@ -282,6 +287,7 @@ class _Driver:
                     self.start()
                     rows = self.rows()
                     counts = {s: sum(1 for r in rows if r.state == s) for s in ("done", "running", "waiting", "failed")}
+                    progress.cell_lines = self._cell_lines(rows)
                     progress.update(task, completed=counts["done"] + counts["failed"], eta=self._eta(rows),
                                     description=self._summary(counts))
                     if counts["running"] + counts["waiting"] == 0:
@@ -299,6 +305,16 @@ class _Driver:
         done = sum(1 for r in self.rows() if r.state == "done")
         self.log(f"finished: {done} of {total} cells done, {total - done} failed")
 
+    def _cell_lines(self, rows: list[CellRow]) -> list[str]:
+        lines = []
+        for row in rows:
+            if row.state == "running" and row.run_id:
+                stages = self.store.stages(row.run_id)
+                state_file = RunLayout(Path(self.store.get(row.run_id).run_dir)).progress
+                lines.append(clean_text(f"  {row.cell_key}: "
+                                        f"{activity(stages, state_file, self.by_key[row.cell_key].spec.hours)}"))
+        return lines
+
     def _summary(self, counts: dict[str, int]) -> str:
         parts = [f"{counts['done']} done", f"{counts['running']} running"]
         if self.runner.queued():
@@ -310,6 +326,55 @@ class _Driver:
         left = [self.job(r.cell_key) for r in rows if r.state == "waiting"]
         hours = self.runner.eta_hours(left)
         return f"ETA ~{_duration(hours * 3600)}" if hours else ""
+
+
+class _GridProgress(Progress):
+    """The grid's bar, and under it one line per running cell: its stage, items and time left."""
+
+    def __init__(self, *columns, **kwargs) -> None:
+        self.cell_lines: list[str] = []  # set first: the base class renders while it starts
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        for line in self.cell_lines:
+            yield Text(line, no_wrap=True, overflow="ellipsis")
+
+
+def activity(stages: list[dict], progress_file: Path, hours: float, now: float | None = None) -> str:
+    """What a running cell does now: its stage and how long it has run (the agent's against its budget), and
+    during evaluation the items done, tok/s and time left that the worker keeps in `progress_file`."""
+    now = time.time() if now is None else now
+    running = [s for s in stages if s["status"] == "running" and s.get("started_at")]
+    if not running:
+        return "starting"
+    stage = running[-1]
+    elapsed = max(0.0, now - datetime.fromisoformat(stage["started_at"]).timestamp())
+    if stage["stage"] == "agent":
+        return f"agent {units.budget_share(elapsed, hours)}"
+    state = _progress_state(progress_file) if stage["stage"] == "evaluate" else None
+    if state is None:
+        return f"{stage['stage']} {units.duration(elapsed)}"
+    text = f"evaluating {state['label']}: {state['done']}/{state['total'] if state['total'] is not None else '?'} items"
+    if state["tok_s"] is not None:
+        text += f", {state['tok_s']:.0f} tok/s"
+    if state["eta_s"] is not None:
+        text += f", about {units.duration(state['eta_s'])} left"
+    return text
+
+
+def _progress_state(path: Path) -> dict | None:
+    """The worker's progress file (evaluation/progress.py), or None when absent, being replaced or malformed."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    numbers = ("done", "total", "tok_s", "eta_s")
+    if not isinstance(state, dict) or not isinstance(state.get("label"), str) or not all(
+            state.get(k) is None or (isinstance(state.get(k), int | float) and not isinstance(state.get(k), bool))
+            for k in numbers) or not isinstance(state.get("done"), int):
+        return None
+    return state
 
 
 def _duration(seconds: float) -> str:

@@ -140,7 +140,8 @@ def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Calla
     if collected.status != "ok" or limit_hit(layout):
         return
     try:
-        final = evaluate_model(manifest, layout.final_model, layout.results("final"), backend=backend, log=log)
+        final = evaluate_model(manifest, layout.final_model, layout.results("final"), backend=backend, log=log,
+                               state_file=layout.progress)
     except PtbError as exc:
         (layout.results("final")).mkdir(parents=True, exist_ok=True)
         (layout.results("final") / "error.txt").write_text(str(exc))

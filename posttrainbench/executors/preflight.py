@@ -11,8 +11,9 @@ DEV = Path("/dev")
 
 
 def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
-    """GPUs asked for are present; an LLM agent has a key for its provider. (Model and data are resolved by the
-    run's preparation, which also comes before the run is stored.) A wrong model or benchmark id is named first."""
+    """GPUs asked for are present; the sandbox's and the egress proxy's tools are installed; an LLM agent has a
+    key for its provider. (Model and data are resolved by the run's preparation, which also comes before the run
+    is stored.) A wrong model or benchmark id is named first."""
     get_model(spec.model)
     get_benchmark(spec.benchmark)
     if spec.gpus > 0:
@@ -22,5 +23,13 @@ def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
                            "pass --gpus 0 to train on CPU")
         if len(nodes) < spec.gpus:
             raise PtbError(f"--gpus {spec.gpus} asks for more GPUs than this machine has ({len(nodes)})")
+    if spec.sandbox == "bwrap":
+        from posttrainbench.sandbox.bwrap import find_bwrap
+
+        find_bwrap()
+    if spec.network == "proxied":
+        from posttrainbench.egress.proxy import mitmproxy_python
+
+        mitmproxy_python()
     require_llm_key(spec.agent.scaffold)
     user_mounts(spec.agent)

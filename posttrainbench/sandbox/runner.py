@@ -38,6 +38,7 @@ def run(
     grace_s: float = 30.0,
     stop: Callable[[], str | None] | None = None,
     limits: SandboxLimits | None = None,
+    on_line: Callable[[str], object] | None = None,
 ) -> ExitInfo:
     """Run `request`, appending its merged stdout/stderr to `log_path` as `[UTC time] line`.
 
@@ -46,6 +47,8 @@ def run(
     `stop`, polled every STOP_POLL_S, returns a reason when the run must end early (a dead egress proxy): the
     sandbox is then ended the same way and the status is `stopped`. `limits` (the defaults when None) apply to the
     bwrap backend: the first one hit ends the sandbox the same way, with status `limit` and `limit` naming it.
+    `on_line` sees every line as it is logged (decoded, hostile text: the caller parses it strictly); an error
+    there is logged and never stops the copying.
     """
     request.validate()
     if time_limit_s <= 0 or grace_s < 0:
@@ -77,7 +80,7 @@ def run(
             ended_at=_utc_now(),
             detail=f"could not start {job.argv[0]}: {error}",
         )
-    pump = _LogPump(job.proc.stdout, log_file)
+    pump = _LogPump(job.proc.stdout, log_file, on_line)
     killed = None  # set when the clock ran out or `stop` fired: whether SIGKILL was needed after the grace
     stopped = None
     hit: tuple[Kind, str] | None = None
@@ -312,9 +315,10 @@ class _HostJob:
 class _LogPump:
     """Copies a pipe to the log line by line as it arrives, each line stamped with the time it was read."""
 
-    def __init__(self, pipe: IO[bytes], log: IO[bytes]) -> None:
+    def __init__(self, pipe: IO[bytes], log: IO[bytes], on_line: Callable[[str], object] | None = None) -> None:
         self._pipe = pipe
         self._log = log
+        self._on_line = on_line
         self._tail: collections.deque[bytes] = collections.deque(maxlen=1)
         self._thread = threading.Thread(target=self._copy, name="sandbox-log", daemon=True)
         self._thread.start()
@@ -326,6 +330,11 @@ class _LogPump:
             self._log.flush()
             if line.strip():
                 self._tail.append(line)
+            if self._on_line is not None:
+                try:
+                    self._on_line(line.decode("utf-8", "replace"))
+                except Exception:  # the log must go on whatever a reader of it does
+                    log.exception("reading a line of the sandbox's output failed")
 
     def finish(self) -> None:
         # A process that escaped the kill (backend none) may keep the pipe open: don't wait for it forever.

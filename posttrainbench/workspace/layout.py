@@ -58,6 +58,11 @@ class RunLayout:
         return self.logs / "agent_exit.json"
 
     @property
+    def progress(self) -> Path:
+        """The running evaluation's latest progress (harness-written JSON; gone when it ends), for grid status."""
+        return self.logs / "progress.json"
+
+    @property
     def agent_data(self) -> Path:
         """The data mounted at SANDBOX_DATA with test access `hidden`: only what the agent may train on."""
         return self.root / "agent_data"

@@ -31,8 +31,8 @@ BASE, FINAL = 0.25, 0.9
 def evaluations(monkeypatch):
     """Fixed scores instead of evaluations: the base model 0.25, any collected agent model 0.9."""
     monkeypatch.setattr(pipeline, "evaluate_base", lambda manifest, layout, log: {"accuracy": BASE, "n_samples": 1})
-    monkeypatch.setattr(pipeline, "evaluate_model", lambda manifest, path, out, backend, log: {"accuracy": FINAL,
-                                                                                             "n_samples": 1})
+    monkeypatch.setattr(pipeline, "evaluate_model", lambda manifest, path, out, backend, log, state_file:
+                        {"accuracy": FINAL, "n_samples": 1})
 
 
 def play(script: str, *, log=lambda _: None, reprompt_minutes: float | None = None):
