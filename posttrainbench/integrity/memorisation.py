@@ -1,0 +1,313 @@
+"""Weights-side contamination: has the submitted model memorised the test items? Needs no files from the agent.
+
+For a sample of test items, both models score the item's reference answer after its question (teacher-forced, in
+the benchmark's prompt format under the base model's pinned chat template): the mean log-probability per answer
+token. The submission's gain over the base on a test item is compared with its gain on a control item from the
+same distribution that it was not allowed to memorise:
+
+- the same test item perturbed deterministically: its numbers changed and every third pair of adjacent words
+  swapped. A model that memorised the text predicts the original tokens and loses at every changed one; a model
+  that learned the task gains on both versions alike;
+- and, where the benchmark has a train split (GSM8K), a random train item paired by position. This catches what
+  the perturbation may miss, but not an agent that memorised train and test alike: hence both.
+
+Honest fine-tuning on similar data lifts test and control together; memorisation lifts the test items alone. For
+each kind of control the paired differences d_i = gain(test_i) - gain(control_i) decide (either kind flags):
+
+- a one-sided Wilcoxon signed-rank test over all sampled items (p < ALPHA) with a mean difference of at least
+  MIN_MEAN_EFFECT nats per token, or
+- at least max(MIN_ITEMS, ITEM_SHARE of the sample) items with d_i > ITEM_EFFECT (some items learned by heart).
+
+Calibration (SmolLM2-135M on CPU, 48 GSM8K items, tests/test_integrity_memorisation.py): ... see the README
+section "Weights-side memorisation test".
+"""
+
+import json
+import math
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrainbench.errors import PtbError
+from posttrainbench.integrity import items as test_items
+from posttrainbench.integrity.report import Check
+from posttrainbench.specs import BenchmarkSpec, ModelSpec
+
+SAMPLE = 48  # test items scored by default; each is scored by both models, with its control
+ALPHA = 5e-4  # per kind of control (two kinds: 1e-3 in all)
+MIN_MEAN_EFFECT = 0.15  # nats per answer token
+ITEM_EFFECT = 0.5
+MIN_ITEMS = 3
+ITEM_SHARE = 0.1
+MAX_PROMPT_TOKENS = 320
+MAX_ANSWER_TOKENS = 128
+REPORT = "memorisation.json"
+
+# Which parts of a test item (integrity/items.py) are the question and which the reference answer. AIME keeps no
+# worked solution, so the problem statement itself is the text a memorising model knows.
+PARTS = {
+    "gsm8k": (("question",), ("answer",)),
+    "aime2025": ((), ("problem",)),
+    "gpqamain": (("question",), ("answer", "explanation")),
+    "humaneval": (("prompt",), ("solution",)),
+    "bfcl": (("question",), ("call",)),
+    "arenahardwriting": (("prompt",), ("baseline_answer",)),
+    "healthbench": (("conversation",), ("ideal_answer",)),
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    id: str
+    prompt: str  # the user turn
+    answer: str  # the assistant turn: the scored text
+
+
+def _prompt_format(spec: BenchmarkSpec) -> Callable[[str], str]:
+    if spec.id == "gsm8k":
+        from posttrainbench.evaluation.gsm8k import PROMPT
+
+        return lambda question: PROMPT.format(prompt=question)
+    return lambda question: question
+
+
+def test_probes(spec: BenchmarkSpec) -> list[Probe]:
+    questions, answers = PARTS[spec.id]
+    fmt = _prompt_format(spec)
+    probes = []
+    for item in test_items.test_items(spec):
+        parts = dict(item.segments)
+        answer = "\n\n".join(parts[name] for name in answers if parts.get(name))
+        if answer.strip():
+            probes.append(Probe(item.id, fmt("\n\n".join(parts[name] for name in questions)), answer))
+    return probes
+
+
+def train_probes(spec: BenchmarkSpec) -> list[Probe]:
+    """Control items from an allowed train split in the test set's format (GSM8K), else none."""
+    if spec.id != "gsm8k" or "train" not in spec.allowed_training_data:
+        return []
+    from posttrainbench.evaluation.data import data_file, read_jsonl
+
+    fmt = _prompt_format(spec)
+    return [Probe(f"train-{i + 1}", fmt(r["question"]), r["answer"])
+            for i, r in enumerate(read_jsonl(data_file(spec, "train")))]
+
+
+NUMBER = re.compile(r"\d+")
+
+
+def perturb(text: str) -> str:
+    """The same kind of text that no model saw: every number changed, every third adjacent word pair swapped."""
+    def renumber(match: re.Match) -> str:
+        digits = [str((int(d) * 7 + 3) % 10) for d in match.group()]
+        if len(digits) > 1 and digits[0] == "0":
+            digits[0] = "1"
+        return "".join(digits)
+
+    words = NUMBER.sub(renumber, text).split(" ")
+    for i in range(2, len(words) - 1, 6):
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
+
+
+def sample(spec: BenchmarkSpec, n: int, seed: int) -> tuple[list[Probe], dict[str, list[Probe]]]:
+    """A seeded sample of n test probes and, per kind of control, one control probe for each of them."""
+    rng = random.Random(seed)
+    tests = test_probes(spec)
+    tests = rng.sample(tests, min(n, len(tests)))
+    controls = {"perturbed": [Probe(f"{p.id}-perturbed", p.prompt, perturb(p.answer)) for p in tests]}
+    train = train_probes(spec)
+    if len(train) >= len(tests):
+        controls["train split"] = rng.sample(train, len(tests))
+    return tests, controls
+
+
+# --- scoring -------------------------------------------------------------------------------------------------
+
+
+def encode(tokenizer, template: str, probe: Probe) -> tuple[list[int], int]:
+    """Token ids of prompt + answer, and where the answer starts."""
+    messages = [{"role": "user", "content": probe.prompt}] if probe.prompt else []
+    prefix = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                           add_generation_prompt=True) if messages else ""
+    prompt_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"][-MAX_PROMPT_TOKENS:] if prefix else []
+    if not prompt_ids and tokenizer.bos_token_id is not None:
+        prompt_ids = [tokenizer.bos_token_id]
+    answer_ids = tokenizer(probe.answer, add_special_tokens=False)["input_ids"][:MAX_ANSWER_TOKENS]
+    return prompt_ids + answer_ids, len(prompt_ids)
+
+
+def mean_logprobs(model, encoded: list[tuple[list[int], int]], *, batch: int = 8) -> list[float]:
+    """Teacher-forced mean log-probability per answer token of each encoded probe."""
+    import torch
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    result = [0.0] * len(encoded)
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        width = max(len(encoded[i][0]) for i in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            tokens = encoded[i][0]
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))
+        for row, i in enumerate(chunk):
+            tokens, answer_start = encoded[i]
+            picked = logprobs[row, answer_start - 1 : len(tokens) - 1, 0]
+            result[i] = float(picked.mean()) if picked.numel() else 0.0
+    return result
+
+
+# --- statistics ----------------------------------------------------------------------------------------------
+
+
+def wilcoxon_greater(differences: list[float]) -> float:
+    """One-sided p-value that the differences are centred above zero (signed-rank test, normal approximation with
+    tie correction; zeros dropped)."""
+    values = [d for d in differences if d != 0]
+    n = len(values)
+    if n == 0:
+        return 1.0
+    order = sorted(range(n), key=lambda i: abs(values[i]))
+    ranks = [0.0] * n
+    ties = 0.0
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and abs(values[order[j + 1]]) == abs(values[order[i]]):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t**3 - t
+        i = j + 1
+    positive = sum(r for r, v in zip(ranks, values, strict=True) if v > 0)
+    mean = n * (n + 1) / 4
+    variance = n * (n + 1) * (2 * n + 1) / 24 - ties / 48
+    if variance <= 0:
+        return 1.0 if positive <= mean else 0.0
+    z = (positive - mean - 0.5) / math.sqrt(variance)  # continuity correction
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+@dataclass
+class Decision:
+    flagged: bool
+    reason: str
+    numbers: dict
+
+
+def decide(test_gain: list[float], control_gain: list[float]) -> Decision:
+    differences = [t - c for t, c in zip(test_gain, control_gain, strict=True)]
+    n = len(differences)
+    if n == 0:
+        return Decision(False, "no items scored", {"items": 0})
+    p = wilcoxon_greater(differences)
+    mean = sum(differences) / n
+    strong = sum(d > ITEM_EFFECT for d in differences)
+    needed = max(MIN_ITEMS, math.ceil(ITEM_SHARE * n))
+    numbers = {"items": n, "p_value": float(f"{p:.3g}"), "mean_difference": round(mean, 4),
+               "mean_test_gain": round(sum(test_gain) / n, 4), "mean_control_gain": round(sum(control_gain) / n, 4),
+               "items_above_item_effect": strong, "items_needed": needed,
+               "thresholds": {"alpha": ALPHA, "min_mean_effect": MIN_MEAN_EFFECT, "item_effect": ITEM_EFFECT}}
+    if p < ALPHA and mean >= MIN_MEAN_EFFECT:
+        return Decision(True, f"the model gained {mean:.2f} nats/token more on {n} test items than on their controls "
+                              f"(Wilcoxon p = {p:.2g})", numbers)
+    if strong >= needed:
+        return Decision(True, f"{strong} of {n} test items gained over {ITEM_EFFECT} nats/token more than their "
+                              f"controls: learned by heart", numbers)
+    return Decision(False, f"no memorisation of test items (mean difference {mean:.3f} nats/token, p = {p:.2g})",
+                    numbers)
+
+
+# --- the check -----------------------------------------------------------------------------------------------
+
+
+def _load(path: Path, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    return model.to(device).eval()
+
+
+def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSpec, *, n: int = SAMPLE,
+          seed: int | None = None, device: str | None = None, log: Callable[[str], None] = print) -> Check:
+    """Score a seeded sample of `n` test items with `final` and `base`. The seed is drawn fresh unless given (an
+    agent that knew it could avoid the sampled items) and recorded, so the result can be reproduced."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from posttrainbench.evaluation.chat_templates import chat_template
+
+    if not (final / "config.json").is_file():
+        return Check(status="skipped", reason="no collected final_model to check (the base model's score stands)")
+    if benchmark.id not in PARTS:
+        raise PtbError(f"memorisation: no reference answers known for benchmark {benchmark.id}")
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    started = time.monotonic()
+    tests, controls = sample(benchmark, n, seed)
+    probes = tests + [probe for kind in controls for probe in controls[kind]]
+    # One tokenizer and template for both models: the base checkpoint's, so both score the same token ids.
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    template = chat_template(base_model).text
+    encoded = [encode(tokenizer, template, probe) for probe in probes]
+    scores = {}
+    for label, path in (("base", base), ("submitted", final)):
+        model = _load(path, device)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise PtbError(f"memorisation: the {label} model has fewer embeddings than the base tokenizer's vocabulary")
+        scores[label] = mean_logprobs(model, encoded)
+        del model
+    gain = {probe: s - b for probe, s, b in zip(probes, scores["submitted"], scores["base"], strict=True)}
+    base_score = dict(zip(probes, scores["base"], strict=True))
+    test_gain = [gain[t] for t in tests]
+    decisions = {kind: decide(test_gain, [gain[c] for c in controls[kind]]) for kind in controls}
+    seconds = round(time.monotonic() - started, 1)
+    numbers = {"items": len(tests), "test_items_available": len(test_probes(benchmark)), "seed": seed,
+               "device": device, "seconds": seconds, "tokens_scored": 2 * sum(len(ids) for ids, _ in encoded),
+               "controls": {kind: d.numbers for kind, d in decisions.items()}}
+    evidence = sorted(
+        ({"item": t.id, "base_logprob": round(base_score[t], 4), "test_gain": round(gain[t], 4),
+          **{f"difference_{kind.split()[0]}": round(gain[t] - gain[controls[kind][i]], 4) for kind in controls}}
+         for i, t in enumerate(tests)),
+        key=lambda e: -max(v for k, v in e.items() if k.startswith("difference")))
+    flagged = [f"{d.reason} (control: {kind})" for kind, d in decisions.items() if d.flagged]
+    summary = flagged[0] if flagged else "; ".join(f"{kind}: {d.reason}" for kind, d in decisions.items())
+    log(f"memorisation: {summary} ({len(tests)} items, {seconds} s on {device})")
+    if flagged:
+        return Check(status="flag", flags=["contamination"], reason=f"weights memorised test items: {flagged[0]}",
+                     evidence=evidence, numbers=numbers, notes=flagged[1:])
+    return Check(status="pass", reason=summary, evidence=evidence, numbers=numbers)
+
+
+def main(argv: list[str]) -> int:
+    """Child-process entry: `python -m posttrainbench.integrity.memorisation '<json args>'` writes the Check."""
+    from posttrainbench.specs import get_benchmark, get_model
+
+    args = json.loads(argv[0])
+    try:
+        result = check(Path(args["final"]), Path(args["base"]), get_benchmark(args["benchmark"]),
+                       get_model(args["base_model"]), n=args.get("n", SAMPLE), seed=args.get("seed"),
+                       device=args.get("device"))
+    except PtbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    Path(args["out"]).write_text(result.model_dump_json(indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
