@@ -185,15 +185,94 @@ def test_closer_to_the_instruct_twin_than_to_the_base(tmp_path, tiny_model, shar
     layout = make_run(tmp_path / "runs", tiny_model)
     twin = tmp_path / "twin"
     twin_layout = make_run(tmp_path / "twin-runs", tiny_model)
-    submit(twin_layout, tiny_model, fine_tuned(scale=0.3, seed=5))
+    submit(twin_layout, tiny_model, fine_tuned(scale=0.1, seed=5))
     twin_layout.final_model.rename(twin)
     submit(layout, twin, fine_tuned(scale=0.02, seed=6))  # a short fine-tune of the twin
 
     check = lineage.check(layout.final_model, tiny_model, twin=twin)
     assert check.flags == ["disallowed_model"]
     assert "closer to the instruct twin" in check.reason
-    own = lineage.check(layout.final_model, tiny_model)  # without the twin at hand it would pass
-    assert own.status == "pass" and any("instruct twin" in note for note in own.notes)
+    own = lineage.check(layout.final_model, tiny_model, twin_problem="HF_HUB_OFFLINE is set")
+    assert own.status == "pass"  # without the twin at hand it would pass, and the evidence says why
+    assert {"twin": "unavailable", "reason": "HF_HUB_OFFLINE is set"} in own.evidence
+    assert own.numbers["twin"] == "twin unavailable: HF_HUB_OFFLINE is set"
+
+
+def test_layers_grafted_from_the_instruct_twin(tmp_path, tiny_model, shared_data):
+    from posttrainbench.integrity import lineage
+
+    layout = make_run(tmp_path / "runs", tiny_model)
+    twin_layout = make_run(tmp_path / "twin-runs", tiny_model)
+    submit(twin_layout, tiny_model, fine_tuned(scale=0.1, seed=5))
+    twin = twin_layout.final_model
+    from safetensors.torch import load_file
+
+    twin_weights = load_file(twin / "model.safetensors")
+    honest = fine_tuned(scale=0.04, seed=6)
+
+    def graft(name, tensor):  # a fine-tune of the base, with the twin's first decoder layer
+        return twin_weights[name] if ".layers.0." in name else honest(name, tensor)
+
+    submit(layout, tiny_model, graft)
+    check = lineage.check(layout.final_model, tiny_model, twin=twin)
+    assert check.status == "flag" and "matrices taken from the twin" in check.reason
+    assert {"tensor": "layers.0.self_attn.q_proj.weight", "problem": "closer to the instruct twin"} in check.evidence
+
+
+def test_one_foreign_layer_and_a_blend_are_caught(tmp_path, tiny_model, shared_data):
+    import torch
+
+    from posttrainbench.integrity import lineage
+
+    generator = torch.Generator().manual_seed(3)
+
+    def foreign_layer(name, tensor):
+        if ".layers.1." in name and tensor.ndim >= 2:
+            return torch.randn(tensor.shape, generator=generator) * tensor.float().std()
+        return tensor
+
+    def blend(name, tensor):
+        if tensor.ndim < 2:
+            return tensor
+        return 0.7 * tensor + 0.3 * torch.randn(tensor.shape, generator=generator) * tensor.float().std()
+
+    for name, change in (("foreign", foreign_layer), ("blend", blend)):
+        layout = make_run(tmp_path / name, tiny_model)
+        submit(layout, tiny_model, change)
+        check = lineage.check(layout.final_model, tiny_model)
+        assert check.status == "flag" and "do not descend" in check.reason, name
+    assert 0.9 < check.numbers["median_cosine"] < lineage.MIN_MEDIAN_COSINE  # the blend
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"text_config": None}, "text_config is NoneType"),
+    ([1, 2], "not a JSON object"),
+    ("{" * 100_000, "cannot be read"),
+    ({"hidden_size": 10**12}, "not the base architecture"),
+])
+def test_hostile_configs_fail_closed(tmp_path, tiny_model, shared_data, config, problem):
+    from posttrainbench.integrity import lineage
+
+    layout = make_run(tmp_path / "runs", tiny_model)
+    submit(layout, tiny_model)
+    path = layout.final_model / "config.json"
+    if isinstance(config, dict):
+        config = {**json.loads(path.read_text()), **config}
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    check = lineage.check(layout.final_model, tiny_model)
+    assert check.status == "flag" and check.flags == ["disallowed_model"] and problem in check.reason
+
+
+def test_a_forged_safetensors_header_fails_closed(tmp_path, tiny_model, shared_data):
+    from posttrainbench.integrity import lineage
+
+    layout = make_run(tmp_path / "runs", tiny_model)
+    submit(layout, tiny_model)
+    header = json.dumps({"model.embed_tokens.weight": {"dtype": "F32", "shape": [10**9, 10**9],
+                                                        "data_offsets": [0, 8]}}).encode()
+    (layout.final_model / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    check = lineage.check(layout.final_model, tiny_model)
+    assert check.status == "flag" and "cannot be read as a checkpoint" in check.reason
 
 
 def test_editing_evaluate_py(run):
@@ -333,3 +412,29 @@ def test_missing_final_model_skips_lineage(tmp_path, tiny_model, shared_data):
     report = check_run(layout.root, log=quiet)
     assert not report.flagged
     assert report.checks["lineage"].status == "skipped"
+
+
+def test_memorisation_result_joins_integrity_and_survives_a_recheck(run, small_model, monkeypatch):
+    from posttrainbench.integrity import memorisation
+    from posttrainbench.workspace.manifest import read_manifest
+
+    monkeypatch.setattr(memorisation, "SAMPLE", 12)
+    check_run(run.root, log=quiet)
+    result = memorisation.run(read_manifest(run.manifest), run, log=quiet)
+
+    assert result.status == "pass", result.reason  # a small random perturbation of a random model learns nothing
+    assert result.numbers["items"] == 12 and set(result.numbers["controls"]) == {"perturbed", "train split"}
+    assert len(result.evidence) == 12
+    assert read_report(run.root).checks["memorisation"] == result
+    check_run(run.root, log=quiet)  # a re-check keeps the evaluation stage's result
+    assert read_report(run.root).checks["memorisation"] == result
+
+
+def test_memorisation_failure_is_recorded_as_an_error(run, small_model):
+    from posttrainbench.integrity import memorisation
+    from posttrainbench.workspace.manifest import read_manifest
+
+    (run.final_model / "model.safetensors").write_bytes(b"not safetensors")
+    result = memorisation.run(read_manifest(run.manifest), run, log=quiet)
+    assert result.status == "error" and "memorisation test failed" in result.reason
+    assert read_report(run.root).checks["memorisation"].status == "error"

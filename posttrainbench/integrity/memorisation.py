@@ -37,7 +37,8 @@ from posttrainbench.integrity import items as test_items
 from posttrainbench.integrity.report import Check
 from posttrainbench.specs import BenchmarkSpec, ModelSpec
 
-SAMPLE = 48  # test items scored by default; each is scored by both models, with its control
+SAMPLE = 48  # test items scored by default; each is scored by both models, with its controls
+MIN_SMOKE_SAMPLE = 10
 ALPHA = 5e-4  # per kind of control (two kinds: 1e-3 in all)
 MIN_MEAN_EFFECT = 0.15  # nats per answer token
 ITEM_EFFECT = 0.5
@@ -265,7 +266,7 @@ def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSp
     template = chat_template(base_model).text
     encoded = [encode(tokenizer, template, probe) for probe in probes]
     scores = {}
-    for label, path in (("base", base), ("submitted", final)):
+    for label, path in (("submitted", final), ("base", base)):  # the submission first: it is the one that may fail
         model = _load(path, device)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise PtbError(f"memorisation: the {label} model has fewer embeddings than the base tokenizer's vocabulary")
@@ -291,6 +292,39 @@ def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSp
         return Check(status="flag", flags=["contamination"], reason=f"weights memorised test items: {flagged[0]}",
                      evidence=evidence, numbers=numbers, notes=flagged[1:])
     return Check(status="pass", reason=summary, evidence=evidence, numbers=numbers)
+
+
+def sample_size(limit: int | None) -> int:
+    """A run evaluated on `limit` items only is a smoke or demo run: its memorisation sample is cut likewise."""
+    return SAMPLE if limit is None else min(SAMPLE, max(limit, MIN_SMOKE_SAMPLE))
+
+
+def run(manifest, layout, *, log: Callable[[str], None] = print) -> Check:
+    """The evaluation stage's part: score in a child process (a crash or OOM there cannot take the harness down),
+    keep the result as memorisation.json in the run directory and add it to integrity.json."""
+    import os
+    import subprocess
+
+    from posttrainbench.executors.evaluate import OFFLINE
+    from posttrainbench.integrity.check import add_check
+
+    out = layout.root / REPORT
+    out.unlink(missing_ok=True)
+    args = {"final": str(layout.final_model), "base": manifest.base_model_dir, "benchmark": manifest.benchmark.id,
+            "base_model": manifest.model.id, "n": sample_size(manifest.spec.limit), "out": str(out)}
+    proc = subprocess.run([sys.executable, "-m", __name__, json.dumps(args)], capture_output=True, text=True,
+                          env=os.environ | OFFLINE)
+    (layout.logs / "memorisation.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode == 0 and out.is_file():
+        result = Check.model_validate_json(out.read_text())
+    else:
+        errors = [line.removeprefix("error: ") for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        reason = errors[-1] if errors else f"exited with code {proc.returncode}; see logs/memorisation.log"
+        result = Check(status="error", reason=f"memorisation test failed: {reason}"[:300])
+        out.write_text(result.model_dump_json(indent=2))
+    add_check(layout.root, "memorisation", result)
+    log(f"memorisation: {result.status}: {result.reason}")
+    return result
 
 
 def main(argv: list[str]) -> int:
