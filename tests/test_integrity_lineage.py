@@ -115,7 +115,7 @@ def test_fine_tunes_descend_and_unrelated_checkpoints_do_not(variants):
     assert foreign["below_min_cosine"] == 7 and foreign["median_cosine"] > 0.999  # 7 of 211 matrices: 3 %
     assert 0.9 < blend["median_cosine"] < 0.94
     # Margins: the worst fine-tuned matrix and the blend's median are well clear of the thresholds.
-    assert min(n["min_cosine"] for n in related) - lineage.MIN_TENSOR_COSINE > 0.04
+    assert min(n["min_cosine"] for n in related) - lineage.MIN_TENSOR_COSINE > 0.09
     assert lineage.MIN_MEDIAN_COSINE - blend["median_cosine"] > 0.03
     # A wide margin: every matrix of a fine-tune stays closer to the base than any matrix of the others.
     assert min(n["min_cosine"] for n in related) > 0.9

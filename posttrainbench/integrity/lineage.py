@@ -12,19 +12,14 @@ left out of the decision. Two rules, both needed:
 - the median matrix keeps at least MIN_MEDIAN_COSINE: a blend 0.7 * base + 0.3 * another model of the same
   shapes has cosine 0.7 / sqrt(0.7² + 0.3²) = 0.92 in every matrix and is caught.
 
-Calibration (SmolLM2-135M, CPU, tests/test_integrity_lineage.py, which asserts these margins):
-
-    variant                                   median cosine   min cosine
-    full fine-tune, 3 steps at lr 1e-3 (!)       0.9990         0.9641
-    LoRA r=8 merged, 3 steps at lr 1e-3          0.9999         0.9958
-    longer run: 30 steps at lr 1e-4, 30 texts    0.9999         0.9911
-    one foreign decoder layer                    1.0000        -0.0017
-    blend 0.7 / 0.3 with a fresh model           0.9203         0.9165
-    fresh initialisation / rows shuffled        ~0.0000        -0.0050
-
-A learning rate of 1e-3 is far above a usual fine-tune's (1e-5 to 1e-4) and moves weights further than any
-legitimate run here; the thresholds keep a margin of 0.06 below the worst of them and of 0.05 above the blend.
-A gentler blend (0.85 / 0.15: cosine 0.985) is not caught by the weights alone.
+Calibration (SmolLM2-135M, CPU, tests/test_integrity_lineage.py, which asserts these margins): full fine-tuning
+and merged LoRA (r=8), 3 steps at lr 1e-3 (far above a usual fine-tune's 1e-5 to 1e-4, so larger moves than a
+legitimate run), were measured earlier at a median matrix cosine above 0.99 and a lowest matrix above 0.9; a
+fresh initialisation and the base with its rows shuffled at |median| < 0.05. A foreign layer sits near 0 and a
+0.7/0.3 blend at 0.92 by construction. The thresholds keep 0.1 below the lowest fine-tuned matrix and 0.02 below
+the lowest fine-tuned median, and 0.05 above the blend. The test also covers a longer run (30 steps at lr 1e-4 on
+30 GSM8K train texts), the foreign layer and the blend on the real model. A gentler blend (0.85 / 0.15: cosine
+0.985) is not caught by the weights alone.
 
 The instruct twin descends from the base too, so similarity to the base cannot rule it out: the harness fetches
 the twin (outside the sandbox, into its model cache) and a model closer to the twin than to the base is flagged.
@@ -56,7 +51,7 @@ PREFIXES = ("base_model.model.", "model.language_model.", "language_model.model.
 BLOCK = 1 << 22  # elements of one tensor read at a time
 # See the calibration in the module docstring.
 MIN_MEDIAN_COSINE = 0.97
-MIN_TENSOR_COSINE = 0.9
+MIN_TENSOR_COSINE = 0.8
 MAX_CONFIG_BYTES = 1 << 20
 TWIN_SHARE = 0.5  # a matrix this much closer to the twin than to the base comes from the twin
 MAX_TWIN_MATRICES = 0.02  # share of matrices allowed to look like that by chance

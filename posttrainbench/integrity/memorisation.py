@@ -143,7 +143,7 @@ def encode(tokenizer, template: str, probe: Probe) -> tuple[list[int], int]:
     return prompt_ids + answer_ids, len(prompt_ids)
 
 
-def mean_logprobs(model, encoded: list[tuple[list[int], int]], *, batch: int = 8) -> list[float]:
+def mean_logprobs(model, encoded: list[tuple[list[int], int]], *, batch: int = 4) -> list[float]:
     """Teacher-forced mean log-probability per answer token of each encoded probe."""
     import torch
 
@@ -160,12 +160,16 @@ def mean_logprobs(model, encoded: list[tuple[list[int], int]], *, batch: int = 8
             ids[row, : len(tokens)] = torch.tensor(tokens)
             mask[row, : len(tokens)] = 1
         with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))
-        for row, i in enumerate(chunk):
-            tokens, answer_start = encoded[i]
-            picked = logprobs[row, answer_start - 1 : len(tokens) - 1, 0]
-            result[i] = float(picked.mean()) if picked.numel() else 0.0
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for row, i in enumerate(chunk):
+                tokens, answer_start = encoded[i]
+                # Only the answer positions: a log-softmax over the whole batch would hold vocab-sized rows for
+                # every prompt token too.
+                scored = torch.log_softmax(logits[row, answer_start - 1 : len(tokens) - 1].float(), dim=-1)
+                targets = ids[row, answer_start : len(tokens)].to(device)
+                picked = scored.gather(-1, targets.unsqueeze(-1))
+                result[i] = float(picked.mean()) if picked.numel() else 0.0
+        del logits
     return result
 
 
