@@ -18,8 +18,11 @@ each kind of control the paired differences d_i = gain(test_i) - gain(control_i)
   MIN_MEAN_EFFECT nats per token, or
 - at least max(MIN_ITEMS, ITEM_SHARE of the sample) items with d_i > ITEM_EFFECT (some items learned by heart).
 
-Calibration (SmolLM2-135M on CPU, 48 GSM8K items, tests/test_integrity_memorisation.py): ... see the README
-section "Weights-side memorisation test".
+The thresholds are not yet calibrated on real fine-tunes: tests/test_integrity_memorisation.py holds the two that
+decide them (SmolLM2-135M fine-tuned on 20 GSM8K test items must flag, on 20 train items must not), marked slow.
+A memorised item gains whole nats per token over its perturbed twin; honest fine-tuning that sharpens the model on
+natural text may favour the unperturbed version by a few hundredths, which MIN_MEAN_EFFECT and ITEM_EFFECT leave
+room for. Cost: benchmarks/memorisation_cost.py (CPU row in benchmarks/README.md).
 """
 
 import json
