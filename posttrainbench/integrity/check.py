@@ -97,7 +97,6 @@ def check_run(run_dir: Path, *, judges: int = 0, judge_agent: AgentSpec | None =
     return report
 
 
-
 # Checks that run in later stages (the memorisation test needs the models loaded, so it runs with the evaluation)
 # keep their result in the run directory; a re-check of the run carries them over.
 LATER_CHECKS = {"memorisation": "memorisation.json"}
