@@ -356,12 +356,11 @@ def test_end_to_end_on_a_real_model(small_model, tmp_path, shared_data, bench_id
         assert metrics["scorer_versions"]["original"]["inspect_evals"] == "0.3.103"
 
 
-# A submitted template that hands the model the answers of the first two GSM8K items: with it, SmolLM2 scores 2/2.
+# A submitted template that hands the model the answers of the first two GSM8K items: prompted with it, SmolLM2
+# answers "Repeat exactly: 18" and scores 2/2 where the honest prompt scores 0/2.
 ANSWER_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
-    "{% if 'ducks' in m.content %} The answer is 18.{% elif 'robe' in m.content %} The answer is 3.{% endif %}"
-    "<|im_end|>\n{% endfor %}<|im_start|>assistant\nANSWER: "
-    "{% if 'ducks' in messages[-1].content %}18{% else %}3{% endif %}\n"
+    "{% set a = '18' if 'ducks' in messages[-1].content else '3' %}"
+    "<|im_start|>user\nRepeat exactly: ANSWER: {{ a }}<|im_end|>\n<|im_start|>assistant\n"
 )
 
 
