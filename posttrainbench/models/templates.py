@@ -6,7 +6,8 @@ text into every prompt, answers included. The pin is a JSON record outside the h
 
     <hf_home>/.ptb-templates/<model id>/<revision>.json   {"text", "sha256", "source", "revision"}
 
-Evaluation reads the record and checks the sha256 of the text against it.
+Evaluation reads the record and checks the sha256 of the text against it. A sandboxed evaluation, which has no model
+cache, is handed the record read-only at the path in RECORD_ENV (evaluation/sandboxed.py).
 """
 
 import hashlib
@@ -22,6 +23,8 @@ from posttrainbench.specs.models import ModelSpec
 # Where a checkpoint keeps its template, in the order transformers prefers them.
 TEMPLATE_FILE = "chat_template.jinja"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+# The pinned record given to a sandboxed harness child by path.
+RECORD_ENV = "PTB_PINNED_TEMPLATE"
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,26 @@ def pin(spec: ModelSpec, snapshot: Path) -> PinnedTemplate | None:
     return pinned
 
 
+def read_record(path: Path, spec: ModelSpec) -> PinnedTemplate:
+    """The pinned record at `path`, checked against its sha256 and the spec's revision."""
+    pinned = PinnedTemplate(**json.loads(path.read_text()))
+    if hashlib.sha256(pinned.text.encode()).hexdigest() != pinned.sha256:
+        raise PtbError(f"{path}: the pinned chat template of {spec.id} does not match its sha256")
+    if pinned.revision != cache.revision(spec):
+        raise PtbError(f"{path}: the pinned chat template is of revision {pinned.revision}, not {spec.id}'s "
+                       f"{cache.revision(spec)}")
+    return pinned
+
+
 def pinned_template(spec: ModelSpec) -> PinnedTemplate | None:
-    """The base checkpoint's pinned template. Caches filled before pinning existed are pinned now from the
-    harness's own snapshot; None when the base checkpoint is not in this cache or has no template."""
+    """The base checkpoint's pinned template: the record handed over in RECORD_ENV, else the one in this model
+    cache. Caches filled before pinning existed are pinned now from the harness's own snapshot; None when the base
+    checkpoint is not in this cache or has no template."""
+    handed = os.environ.get(RECORD_ENV)
+    if handed:
+        return read_record(Path(handed), spec)
     path = record_path(spec)
     if path.is_file():
-        data = json.loads(path.read_text())
-        pinned = PinnedTemplate(**data)
-        if hashlib.sha256(pinned.text.encode()).hexdigest() != pinned.sha256:
-            raise PtbError(f"{path}: the pinned chat template of {spec.id} does not match its sha256")
-        return pinned
+        return read_record(path, spec)
     snapshot = cache.local_path(spec)
     return pin(spec, snapshot) if snapshot is not None else None
