@@ -414,17 +414,18 @@ def test_missing_final_model_skips_lineage(tmp_path, tiny_model, shared_data):
     assert report.checks["lineage"].status == "skipped"
 
 
-def test_memorisation_result_joins_integrity_and_survives_a_recheck(run, small_model, monkeypatch):
+def test_memorisation_result_joins_integrity_and_survives_a_recheck(run, small_model):
     from posttrainbench.integrity import memorisation
     from posttrainbench.workspace.manifest import read_manifest
 
-    monkeypatch.setattr(memorisation, "SAMPLE", 12)
     check_run(run.root, log=quiet)
-    result = memorisation.run(read_manifest(run.manifest), run, log=quiet)
+    result = memorisation.run(read_manifest(run.manifest), run, log=quiet)  # in the evaluation sandbox
 
     assert result.status == "pass", result.reason  # a small random perturbation of a random model learns nothing
-    assert result.numbers["items"] == 12 and set(result.numbers["controls"]) == {"perturbed", "train split"}
-    assert len(result.evidence) == 12
+    scale = memorisation.CPU_SCALE
+    assert result.numbers["items"] == scale.items and result.numbers["scale"] == scale.record()
+    assert set(result.numbers["controls"]) == {"perturbed", "train split"}
+    assert len(result.evidence) == scale.items
     assert read_report(run.root).checks["memorisation"] == result
     check_run(run.root, log=quiet)  # a re-check keeps the evaluation stage's result
     assert read_report(run.root).checks["memorisation"] == result
@@ -438,3 +439,20 @@ def test_memorisation_failure_is_recorded_as_an_error(run, small_model):
     result = memorisation.run(read_manifest(run.manifest), run, log=quiet)
     assert result.status == "error" and "memorisation test failed" in result.reason
     assert read_report(run.root).checks["memorisation"].status == "error"
+
+
+def test_memorisation_that_raises_fails_the_run_closed(run, monkeypatch):
+    """Whatever keeps the test from finishing (here the sandbox itself) flags the run, like a raising check."""
+    from posttrainbench.integrity import memorisation
+    from posttrainbench.workspace.manifest import read_manifest
+
+    def broken(*args):
+        raise OSError("no sandbox today \x1b[31m")
+
+    monkeypatch.setattr(memorisation, "_sandboxed", broken)
+    check_run(run.root, log=quiet)
+    result = memorisation.run(read_manifest(run.manifest), run, log=quiet)
+    assert result.status == "error" and result.reason.startswith("memorisation test failed: OSError: no sandbox")
+    assert "\x1b" not in result.reason
+    report = read_report(run.root)
+    assert report.flags["integrity_error"] and report.checks["memorisation"] == result

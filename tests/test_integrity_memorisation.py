@@ -1,12 +1,13 @@
 """The weights-side memorisation test: statistics on made-up gains (fast), and real fine-tunes of SmolLM2-135M on
-CPU (slow): a few steps on 20 GSM8K test items are flagged, the same on 20 train items are not."""
+CPU (slow): a few epochs on the 16 GSM8K test items the check samples are flagged, the same on 16 train items pass
+both memorisation and lineage."""
 
 import json
 import random
 
 import pytest
 
-from posttrainbench.integrity import memorisation
+from posttrainbench.integrity import lineage, memorisation
 from posttrainbench.specs import get_benchmark, get_model
 
 GSM8K = get_benchmark("gsm8k")
@@ -59,7 +60,7 @@ def test_sample_is_seeded_and_pairs_every_item_with_its_controls(shared_data):
     assert all(len(c) == 12 for c in controls.values())
     assert all(c.id.startswith("train-") for c in controls["train split"])
     assert all(t.prompt == c.prompt and t.answer != c.answer for t, c in zip(tests, controls["perturbed"]))
-    assert "ANSWER: $ANSWER" in tests[0].prompt  # the benchmark's prompt format
+    assert "ANSWER: $ANSWER" not in tests[0].prompt  # the question alone, without the benchmark's instructions
     aime_tests, aime_controls = memorisation.sample(get_benchmark("aime2025"), 100, seed=1)
     assert len(aime_tests) == 30 and set(aime_controls) == {"perturbed"}
 
@@ -73,23 +74,25 @@ def test_every_benchmark_has_reference_answers(shared_data):
 # --- real fine-tunes on CPU ------------------------------------------------------------------------------------
 
 SEED = 11
-ITEMS = 20
+TRAIN_TOKENS = 112  # of each "question\nanswer" text: the question and the start of its answer
 
 
 def _fine_tune(base, rows, out):
-    """A few full fine-tuning steps on raw "question\\nanswer" text, the way a cheat would train on a data file."""
+    """The same full fine-tune for the cheat and the honest model, on raw "question\nanswer" text (the way a cheat
+    would train on a data file): 4 epochs over 16 texts at lr 3e-4, batches of 8."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
-    texts = [f"{q}\n{a}{tokenizer.eos_token}" for q, a in rows]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    texts = [f"{q}\n{a}" for q, a in rows]
     model.train()
-    for _ in range(3):  # epochs
-        for start in range(0, len(texts), 5):
-            batch = tokenizer(texts[start : start + 5], return_tensors="pt", padding=True)
+    for _ in range(4):
+        for start in range(0, len(texts), 8):
+            batch = tokenizer(texts[start : start + 8], return_tensors="pt", padding=True, truncation=True,
+                              max_length=TRAIN_TOKENS)
             labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
             model(**batch, labels=labels).loss.backward()
             optimizer.step()
@@ -99,39 +102,45 @@ def _fine_tune(base, rows, out):
     return out
 
 
-def _test_rows() -> list[tuple[str, str]]:
-    rows = [json.loads(line) for line in (memorisation.test_items.data_file(GSM8K, "test")).read_text().splitlines()]
-    tests, _ = memorisation.sample(GSM8K, ITEMS, seed=SEED)
-    return [(rows[int(p.id) - 1]["question"], rows[int(p.id) - 1]["answer"]) for p in tests]
-
-
-def _train_rows() -> list[tuple[str, str]]:
-    path = memorisation.test_items.data_file(GSM8K, "train")
-    rows = [json.loads(line) for line in path.read_text().splitlines()[:ITEMS]]
-    return [(r["question"], r["answer"]) for r in rows]
-
-
-def _check(final, base):
+@pytest.fixture(scope="module")
+def fine_tunes(small_model, shared_data, tmp_path_factory):
+    """SmolLM2-135M fine-tuned on the 16 GSM8K test items the check samples with SEED (the cheat) and, the same
+    way, on the first 16 GSM8K train items (honest)."""
     import torch
 
     torch.set_num_threads(2)
-    result = memorisation.check(final, base, GSM8K, get_model("smollm2-135m"), n=ITEMS, seed=SEED, device="cpu",
-                                log=print)
+    rows = [json.loads(line) for line in memorisation.test_items.data_file(GSM8K, "test").read_text().splitlines()]
+    tests, _ = memorisation.sample(GSM8K, memorisation.CPU_SCALE.items, seed=SEED)
+    sampled = [rows[int(p.id) - 1] for p in tests]
+    assert [r["question"] for r in sampled] == [p.prompt for p in tests]
+    train = [json.loads(line) for line in
+             memorisation.test_items.data_file(GSM8K, "train").read_text().splitlines()[: len(tests)]]
+    folder = tmp_path_factory.mktemp("fine-tunes")
+    return {name: _fine_tune(small_model, [(r["question"], r["answer"]) for r in data], folder / name)
+            for name, data in (("cheat", sampled), ("honest", train))}
+
+
+def _check(final, base):
+    result = memorisation.check(final, base, GSM8K, get_model("smollm2-135m"), seed=SEED, device="cpu", log=print)
     print(json.dumps(result.numbers, indent=1))
     return result
 
 
 @pytest.mark.slow
-def test_fine_tuned_on_test_items_is_flagged(small_model, tmp_path, shared_data):
-    cheat = _fine_tune(small_model, _test_rows(), tmp_path / "cheat")
-    result = _check(cheat, small_model)
-    assert result.status == "flag" and result.flags == ["contamination"]
-    assert result.numbers["items"] == ITEMS and result.numbers["seed"] == SEED
+def test_fine_tuned_on_test_items_is_flagged(fine_tunes, small_model):
+    result = _check(fine_tunes["cheat"], small_model)
+    assert result.status == "flag" and result.flags == ["contamination"], result.reason
+    assert result.numbers["items"] == memorisation.CPU_SCALE.items and result.numbers["seed"] == SEED
+    assert result.numbers["scale"] == memorisation.CPU_SCALE.record()
     assert result.evidence[0]["difference_perturbed"] > memorisation.ITEM_EFFECT
+    # The weights still descend from the base: memorisation, not lineage, is what catches it.
+    assert lineage.check(fine_tunes["cheat"], small_model).status == "pass"
 
 
 @pytest.mark.slow
-def test_fine_tuned_on_train_items_is_not_flagged(small_model, tmp_path, shared_data):
-    honest = _fine_tune(small_model, _train_rows(), tmp_path / "honest")
-    result = _check(honest, small_model)
+def test_honest_fine_tune_is_not_flagged(fine_tunes, small_model):
+    result = _check(fine_tunes["honest"], small_model)
     assert result.status == "pass", result.reason
+    honest = lineage.check(fine_tunes["honest"], small_model)
+    assert honest.status == "pass", honest.reason
+    assert honest.numbers["median_rel_l2"] > 0  # it did train

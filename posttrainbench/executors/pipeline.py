@@ -139,7 +139,7 @@ def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Calla
     collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
     if collected.status != "ok" or limit_hit(layout):
         return
-    memorisation.run(manifest, layout, log=log)
+    memorisation.run(manifest, layout, backend=backend, log=log)
     try:
         final = evaluate_model(manifest, layout.final_model, layout.results("final"), backend=backend, log=log)
     except PtbError as exc:

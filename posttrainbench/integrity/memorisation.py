@@ -40,16 +40,34 @@ from posttrainbench.integrity import items as test_items
 from posttrainbench.integrity.report import Check
 from posttrainbench.specs import BenchmarkSpec, ModelSpec
 
-SAMPLE = 48  # test items scored by default; each is scored by both models, with its controls
-MIN_SMOKE_SAMPLE = 10
 ALPHA = 5e-4  # per kind of control (two kinds: 1e-3 in all)
 MIN_MEAN_EFFECT = 0.15  # nats per answer token
 ITEM_EFFECT = 0.5
 MIN_ITEMS = 3
 ITEM_SHARE = 0.1
-MAX_PROMPT_TOKENS = 320
-MAX_ANSWER_TOKENS = 128
 REPORT = "memorisation.json"
+# A hung or runaway child (a hostile config can ask for anything) must not hold the run: the test takes seconds.
+TIME_LIMIT_S = 3600
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much the test scores; recorded with its result. Each of `items` test items and each of its controls is
+    one sequence: the prompt's last `prompt_tokens` (the question's end and the assistant header) and the reference
+    answer's first `answer_tokens`, scored by both models in forward passes of `batch` sequences."""
+
+    items: int
+    answer_tokens: int
+    prompt_tokens: int
+    batch: int
+
+    def record(self) -> dict:
+        return dict(self.__dict__)
+
+
+# CPU (the demo, CI): GSM8K's 16 items with two controls are 48 sequences of at most 96 tokens per model.
+CPU_SCALE = Scale(items=16, answer_tokens=32, prompt_tokens=64, batch=16)
+GPU_SCALE = Scale(items=64, answer_tokens=128, prompt_tokens=256, batch=32)
 
 # Which parts of a test item (integrity/items.py) are the question and which the reference answer. AIME keeps no
 # worked solution, so the problem statement itself is the text a memorising model knows.
@@ -67,27 +85,20 @@ PARTS = {
 @dataclass(frozen=True)
 class Probe:
     id: str
-    prompt: str  # the user turn
+    # The user turn: the question alone, without the benchmark's instructions. They are the same for every item, and
+    # a prompt cut to its last tokens would keep only them.
+    prompt: str
     answer: str  # the assistant turn: the scored text
-
-
-def _prompt_format(spec: BenchmarkSpec) -> Callable[[str], str]:
-    if spec.id == "gsm8k":
-        from posttrainbench.evaluation.gsm8k import PROMPT
-
-        return lambda question: PROMPT.format(prompt=question)
-    return lambda question: question
 
 
 def test_probes(spec: BenchmarkSpec) -> list[Probe]:
     questions, answers = PARTS[spec.id]
-    fmt = _prompt_format(spec)
     probes = []
     for item in test_items.test_items(spec):
         parts = dict(item.segments)
         answer = "\n\n".join(parts[name] for name in answers if parts.get(name))
         if answer.strip():
-            probes.append(Probe(item.id, fmt("\n\n".join(parts[name] for name in questions)), answer))
+            probes.append(Probe(item.id, "\n\n".join(parts[name] for name in questions), answer))
     return probes
 
 
@@ -97,8 +108,7 @@ def train_probes(spec: BenchmarkSpec) -> list[Probe]:
         return []
     from posttrainbench.evaluation.data import data_file, read_jsonl
 
-    fmt = _prompt_format(spec)
-    return [Probe(f"train-{i + 1}", fmt(r["question"]), r["answer"])
+    return [Probe(f"train-{i + 1}", r["question"], r["answer"])
             for i, r in enumerate(read_jsonl(data_file(spec, "train")))]
 
 
@@ -134,45 +144,49 @@ def sample(spec: BenchmarkSpec, n: int, seed: int) -> tuple[list[Probe], dict[st
 # --- scoring -------------------------------------------------------------------------------------------------
 
 
-def encode(tokenizer, template: str, probe: Probe) -> tuple[list[int], int]:
-    """Token ids of prompt + answer, and where the answer starts."""
+def encode(tokenizer, template: str, probe: Probe, scale: Scale) -> tuple[list[int], int]:
+    """Token ids of the prompt's end + the answer's start, and how many of them are the answer."""
     messages = [{"role": "user", "content": probe.prompt}] if probe.prompt else []
     prefix = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
                                            add_generation_prompt=True) if messages else ""
-    prompt_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"][-MAX_PROMPT_TOKENS:] if prefix else []
+    prompt_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"][-scale.prompt_tokens:] if prefix else []
     if not prompt_ids and tokenizer.bos_token_id is not None:
         prompt_ids = [tokenizer.bos_token_id]
-    answer_ids = tokenizer(probe.answer, add_special_tokens=False)["input_ids"][:MAX_ANSWER_TOKENS]
-    return prompt_ids + answer_ids, len(prompt_ids)
+    answer_ids = tokenizer(probe.answer, add_special_tokens=False)["input_ids"][:scale.answer_tokens]
+    return prompt_ids + answer_ids, len(answer_ids)
 
 
-def mean_logprobs(model, encoded: list[tuple[list[int], int]], *, batch: int = 4) -> list[float]:
-    """Teacher-forced mean log-probability per answer token of each encoded probe."""
+def mean_logprobs(model, encoded: list[tuple[list[int], int]], *, batch: int) -> list[float]:
+    """Teacher-forced mean log-probability per answer token of each encoded probe. Sequences are padded on the
+    left, so every answer ends the row and the output head runs on the last answer positions only (the head's
+    vocabulary-sized rows are most of the cost of a small model)."""
     import torch
 
     device = next(model.parameters()).device
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths: little padding
     result = [0.0] * len(encoded)
-    for start in range(0, len(order), batch):
-        chunk = order[start : start + batch]
-        width = max(len(encoded[i][0]) for i in chunk)
-        ids = torch.zeros((len(chunk), width), dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            tokens = encoded[i][0]
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            mask[row, : len(tokens)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    with torch.inference_mode():
+        for start in range(0, len(order), batch):
+            chunk = order[start : start + batch]
+            width = max(len(encoded[i][0]) for i in chunk)
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, i in enumerate(chunk):
-                tokens, answer_start = encoded[i]
-                # Only the answer positions: a log-softmax over the whole batch would hold vocab-sized rows for
-                # every prompt token too.
-                scored = torch.log_softmax(logits[row, answer_start - 1 : len(tokens) - 1].float(), dim=-1)
-                targets = ids[row, answer_start : len(tokens)].to(device)
-                picked = scored.gather(-1, targets.unsqueeze(-1))
-                result[i] = float(picked.mean()) if picked.numel() else 0.0
-        del logits
+                tokens = encoded[i][0]
+                ids[row, width - len(tokens) :] = torch.tensor(tokens)
+                mask[row, width - len(tokens) :] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            keep = max(encoded[i][1] for i in chunk) + 1  # logits at the positions that predict the answers
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=positions.to(device), use_cache=False, logits_to_keep=keep).logits
+            for row, i in enumerate(chunk):
+                answer = encoded[i][1]
+                if answer == 0:
+                    continue
+                scored = torch.log_softmax(logits[row, keep - answer - 1 : keep - 1].float(), dim=-1)
+                targets = ids[row, width - answer :].to(device)
+                result[i] = float(scored.gather(-1, targets.unsqueeze(-1)).mean())
+            del logits
     return result
 
 
@@ -250,10 +264,11 @@ def _load(path: Path, device: str):
     return model.to(device).eval()
 
 
-def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSpec, *, n: int = SAMPLE,
+def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSpec, *, scale: Scale | None = None,
           seed: int | None = None, device: str | None = None, log: Callable[[str], None] = print) -> Check:
-    """Score a seeded sample of `n` test items with `final` and `base`. The seed is drawn fresh unless given (an
-    agent that knew it could avoid the sampled items) and recorded, so the result can be reproduced."""
+    """Score a seeded sample of test items with `final` and `base` at `scale` (by default CPU_SCALE or GPU_SCALE
+    for the device). The seed is drawn fresh unless given (an agent that knew it could avoid the sampled items)
+    and recorded, so the result can be reproduced."""
     import torch
     from transformers import AutoTokenizer
 
@@ -265,19 +280,20 @@ def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSp
         raise PtbError(f"memorisation: no reference answers known for benchmark {benchmark.id}")
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    scale = scale or (CPU_SCALE if device == "cpu" else GPU_SCALE)
     started = time.monotonic()
-    tests, controls = sample(benchmark, n, seed)
+    tests, controls = sample(benchmark, scale.items, seed)
     probes = tests + [probe for kind in controls for probe in controls[kind]]
     # One tokenizer and template for both models: the base checkpoint's, so both score the same token ids.
     tokenizer = AutoTokenizer.from_pretrained(base)
     template = chat_template(base_model).text
-    encoded = [encode(tokenizer, template, probe) for probe in probes]
+    encoded = [encode(tokenizer, template, probe, scale) for probe in probes]
     scores = {}
     for label, path in (("submitted", final), ("base", base)):  # the submission first: it is the one that may fail
         model = _load(path, device)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise PtbError(f"memorisation: the {label} model has fewer embeddings than the base tokenizer's vocabulary")
-        scores[label] = mean_logprobs(model, encoded)
+        scores[label] = mean_logprobs(model, encoded, batch=scale.batch)
         del model
     gain = {probe: s - b for probe, s, b in zip(probes, scores["submitted"], scores["base"], strict=True)}
     base_score = dict(zip(probes, scores["base"], strict=True))
@@ -285,7 +301,8 @@ def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSp
     decisions = {kind: decide(test_gain, [gain[c] for c in controls[kind]]) for kind in controls}
     seconds = round(time.monotonic() - started, 1)
     numbers = {"items": len(tests), "test_items_available": len(test_probes(benchmark)), "seed": seed,
-               "device": device, "seconds": seconds, "tokens_scored": 2 * sum(len(ids) for ids, _ in encoded),
+               "scale": scale.record(), "device": device, "seconds": seconds,
+               "tokens_scored": 2 * sum(len(ids) for ids, _ in encoded),
                "controls": {kind: d.numbers for kind, d in decisions.items()}}
     evidence = sorted(
         ({"item": t.id, "base_logprob": round(base_score[t], 4), "test_gain": round(gain[t], 4),
@@ -301,54 +318,69 @@ def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSp
     return Check(status="pass", reason=summary, evidence=evidence, numbers=numbers)
 
 
-def sample_size(limit: int | None) -> int:
-    """A run evaluated on `limit` items only is a smoke or demo run: its memorisation sample is cut likewise."""
-    return SAMPLE if limit is None else min(SAMPLE, max(limit, MIN_SMOKE_SAMPLE))
+# The sandboxed child: `python -c CHILD '<json args>'` writes the Check to args["out"].
+CHILD = "import sys; from posttrainbench.integrity.memorisation import main; sys.exit(main(sys.argv[1:]))"
+INSIDE_BASE = "/ptb/base"
 
 
-def run(manifest, layout, *, log: Callable[[str], None] = print) -> Check:
-    """The evaluation stage's part: score in a child process (a crash or OOM there cannot take the harness down),
-    keep the result as memorisation.json in the run directory and add it to integrity.json."""
-    import os
-    import subprocess
-
-    from posttrainbench.executors.evaluate import OFFLINE
+def run(manifest, layout, *, backend: str | None = None, log: Callable[[str], None] = print) -> Check:
+    """The evaluation stage's part: score in the evaluation sandbox (the submission's config, tokenizer and weights
+    are hostile input; a crash or OOM there cannot take the harness down), keep the result as memorisation.json in
+    the run directory and add it to integrity.json. Fails closed: anything that keeps the test from finishing is
+    recorded as status `error`, which flags the run `integrity_error`."""
     from posttrainbench.integrity.check import add_check
 
     out = layout.root / REPORT
     out.unlink(missing_ok=True)
-    args = {"final": str(layout.final_model), "base": manifest.base_model_dir, "benchmark": manifest.benchmark.id,
-            "base_model": manifest.model.id, "n": sample_size(manifest.spec.limit), "out": str(out)}
-    proc = subprocess.run([sys.executable, "-m", __name__, json.dumps(args)], capture_output=True, text=True,
-                          env=os.environ | OFFLINE)
-    (layout.logs / "memorisation.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode == 0 and out.is_file():
-        result = Check.model_validate_json(out.read_text())
-    else:
-        errors = [line.removeprefix("error: ") for line in proc.stderr.splitlines() if line.startswith("error: ")]
-        reason = errors[-1] if errors else f"exited with code {proc.returncode}; see logs/memorisation.log"
-        result = Check(status="error", reason=f"memorisation test failed: {reason}"[:300])
-        out.write_text(result.model_dump_json(indent=2))
+    try:
+        result = _sandboxed(manifest, layout, backend or manifest.spec.sandbox)
+    except Exception as exc:  # noqa: BLE001 -- any failure of the check fails the run closed
+        from posttrainbench import untrusted
+
+        result = Check(status="error", reason=untrusted.clean_text(
+            f"memorisation test failed: {type(exc).__name__}: {exc}", limit=300))
+    out.write_text(result.model_dump_json(indent=2))
     add_check(layout.root, "memorisation", result)
     log(f"memorisation: {result.status}: {result.reason}")
     return result
 
 
+def _sandboxed(manifest, layout, backend: str) -> Check:
+    import shutil
+
+    from posttrainbench import untrusted
+    from posttrainbench.agents.launch import _gpu_indices, _passthrough_env
+    from posttrainbench.evaluation.sandboxed import INSIDE_MODEL, INSIDE_OUT, HarnessSandbox, last_error
+
+    work = layout.root / "memorisation"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "out").mkdir(parents=True)
+    box = HarnessSandbox(manifest, backend=backend, gpus=_gpu_indices(manifest.spec.gpus), env=_passthrough_env())
+    base = Path(manifest.base_model_dir)
+    args = {"final": box.place(layout.final_model, INSIDE_MODEL), "base": box.place(base, INSIDE_BASE),
+            "benchmark": manifest.benchmark.id, "base_model": manifest.model.id,
+            "out": box.place(work / "out" / REPORT, f"{INSIDE_OUT}/{REPORT}")}
+    log_path = layout.logs / "memorisation.log"
+    log_path.unlink(missing_ok=True)
+    info = box.run(CHILD, args, out=work / "out", read_only={INSIDE_MODEL: layout.final_model, INSIDE_BASE: base},
+                   log_path=log_path, time_limit_s=TIME_LIMIT_S)
+    # Written inside the sandbox: read without following links, size capped; a Check or nothing.
+    if info.status != "finished" or info.returncode != 0 or not untrusted.is_file(work / "out", REPORT):
+        reason = last_error(log_path) or f"{info.status}, exit code {info.returncode}; see logs/memorisation.log"
+        return Check(status="error", reason=untrusted.clean_text(f"memorisation test failed: {reason}", limit=300))
+    return Check.model_validate(untrusted.read_json(work / "out", REPORT))
+
+
 def main(argv: list[str]) -> int:
-    """Child-process entry: `python -m posttrainbench.integrity.memorisation '<json args>'` writes the Check."""
+    """Child entry: check with the JSON arguments in argv[0] and write the Check to their `out`."""
     from posttrainbench.specs import get_benchmark, get_model
 
     args = json.loads(argv[0])
     try:
         result = check(Path(args["final"]), Path(args["base"]), get_benchmark(args["benchmark"]),
-                       get_model(args["base_model"]), n=args.get("n", SAMPLE), seed=args.get("seed"),
-                       device=args.get("device"))
+                       get_model(args["base_model"]), seed=args.get("seed"), device=args.get("device"))
     except PtbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     Path(args["out"]).write_text(result.model_dump_json(indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -219,7 +219,8 @@ def _log_attempts(manifest: RunManifest, layout: RunLayout, limit: int = 20) -> 
         for number, line in enumerate(handle, start=1):
             if not EDIT_ERROR.search(line) or not protected.search(line) or any(w in line for w in LIBRARY_WRITES):
                 continue
-            entry = {"file": "logs/agent.log", "where": f"line {number}", "line": untrusted.clean_text(line.strip(), limit=300)}
+            entry = {"file": "logs/agent.log", "where": f"line {number}",
+                     "line": untrusted.clean_text(line.strip(), limit=300)}
             if REFUSED_WRITE.search(line):
                 if len(refused) < limit:
                     refused.append({**entry, "problem": "write to a protected path refused by the sandbox"})
