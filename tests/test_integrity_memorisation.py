@@ -1,7 +1,8 @@
 """The weights-side memorisation test: statistics on made-up gains (fast), and real fine-tunes of SmolLM2-135M on
-CPU (slow): a few epochs on the 16 GSM8K test items the check samples are flagged, the same on 16 train items pass
-both memorisation and lineage."""
+CPU (slow): a few steps on the GSM8K test items the check samples are flagged, the same on as many train items
+pass both memorisation and lineage."""
 
+import dataclasses
 import json
 import random
 
@@ -41,6 +42,12 @@ def test_honest_gains_pass_and_memorised_items_flag():
     assert decision.numbers["items_above_item_effect"] == 5
     # Two such items stay under the count (the accidental overlaps the file scan also tolerates).
     assert not memorisation.decide(honest[:46] + [c + 2.0 for c in control[46:]], control).flagged
+    # A fine-tune that made the controls less likely (perturbed text after in-distribution training) while the
+    # test items stayed put has memorised nothing: the controls' losses are not credited.
+    worse = [rng.gauss(-0.8, 0.1) for _ in range(48)]
+    still = [rng.gauss(0.02, 0.05) for _ in range(48)]
+    decision = memorisation.decide(still, worse)
+    assert not decision.flagged and decision.numbers["items_above_item_effect"] == 0
 
 
 def test_perturbation_changes_numbers_and_word_order_deterministically():
@@ -74,29 +81,32 @@ def test_every_benchmark_has_reference_answers(shared_data):
 # --- real fine-tunes on CPU ------------------------------------------------------------------------------------
 
 SEED = 11
-TRAIN_TOKENS = 112  # of each "question\nanswer" text: the question and the start of its answer
+# The CPU scale with 8 items: three must be learned by heart to flag, as with 16.
+SCALE = dataclasses.replace(memorisation.CPU_SCALE, items=8)
 
 
 def _fine_tune(base, rows, out):
-    """The same full fine-tune for the cheat and the honest model, on raw "question\nanswer" text (the way a cheat
-    would train on a data file): 4 epochs over 16 texts at lr 3e-4, batches of 8."""
+    """The same fine-tune for the cheat and the honest model: SmolLM2's top 6 layers, 5 steps at lr 1e-3 on raw
+    "question\nanswer" texts cut to 96 tokens (the way a cheat would train on a data file). Far more than a usual
+    fine-tune moves a model (loss 2.6 -> 0.5), and cheap enough on CPU: the layers below get no gradients."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
-    texts = [f"{q}\n{a}" for q, a in rows]
+    model.requires_grad_(False)
+    trained = model.get_decoder().layers[-6:]
+    trained.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-3)
+    batch = tokenizer([f"{q}\n{a}" for q, a in rows], return_tensors="pt", padding=True, truncation=True,
+                      max_length=96)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     model.train()
-    for _ in range(4):
-        for start in range(0, len(texts), 8):
-            batch = tokenizer(texts[start : start + 8], return_tensors="pt", padding=True, truncation=True,
-                              max_length=TRAIN_TOKENS)
-            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-            model(**batch, labels=labels).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+    for _ in range(5):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -104,13 +114,13 @@ def _fine_tune(base, rows, out):
 
 @pytest.fixture(scope="module")
 def fine_tunes(small_model, shared_data, tmp_path_factory):
-    """SmolLM2-135M fine-tuned on the 16 GSM8K test items the check samples with SEED (the cheat) and, the same
-    way, on the first 16 GSM8K train items (honest)."""
+    """SmolLM2-135M fine-tuned on the GSM8K test items the check samples with SEED (the cheat) and, the same way,
+    on as many GSM8K train items (honest)."""
     import torch
 
     torch.set_num_threads(2)
     rows = [json.loads(line) for line in memorisation.test_items.data_file(GSM8K, "test").read_text().splitlines()]
-    tests, _ = memorisation.sample(GSM8K, memorisation.CPU_SCALE.items, seed=SEED)
+    tests, _ = memorisation.sample(GSM8K, SCALE.items, seed=SEED)
     sampled = [rows[int(p.id) - 1] for p in tests]
     assert [r["question"] for r in sampled] == [p.prompt for p in tests]
     train = [json.loads(line) for line in
@@ -121,7 +131,8 @@ def fine_tunes(small_model, shared_data, tmp_path_factory):
 
 
 def _check(final, base):
-    result = memorisation.check(final, base, GSM8K, get_model("smollm2-135m"), seed=SEED, device="cpu", log=print)
+    result = memorisation.check(final, base, GSM8K, get_model("smollm2-135m"), scale=SCALE, seed=SEED, device="cpu",
+                                log=print)
     print(json.dumps(result.numbers, indent=1))
     return result
 
@@ -130,8 +141,8 @@ def _check(final, base):
 def test_fine_tuned_on_test_items_is_flagged(fine_tunes, small_model):
     result = _check(fine_tunes["cheat"], small_model)
     assert result.status == "flag" and result.flags == ["contamination"], result.reason
-    assert result.numbers["items"] == memorisation.CPU_SCALE.items and result.numbers["seed"] == SEED
-    assert result.numbers["scale"] == memorisation.CPU_SCALE.record()
+    assert result.numbers["items"] == SCALE.items and result.numbers["seed"] == SEED
+    assert result.numbers["scale"] == SCALE.record()
     assert result.evidence[0]["difference_perturbed"] > memorisation.ITEM_EFFECT
     # The weights still descend from the base: memorisation, not lineage, is what catches it.
     assert lineage.check(fine_tunes["cheat"], small_model).status == "pass"

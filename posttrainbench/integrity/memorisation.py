@@ -1,7 +1,7 @@
 """Weights-side contamination: has the submitted model memorised the test items? Needs no files from the agent.
 
-For a sample of test items, both models score the item's reference answer after its question (teacher-forced, in
-the benchmark's prompt format under the base model's pinned chat template): the mean log-probability per answer
+For a sample of test items, both models score the item's reference answer after its question (teacher-forced, the
+question alone as the user turn under the base model's pinned chat template): the mean log-probability per answer
 token. The submission's gain over the base on a test item is compared with its gain on a control item from the
 same distribution that it was not allowed to memorise:
 
@@ -12,17 +12,31 @@ same distribution that it was not allowed to memorise:
   the perturbation may miss, but not an agent that memorised train and test alike: hence both.
 
 Honest fine-tuning on similar data lifts test and control together; memorisation lifts the test items alone. For
-each kind of control the paired differences d_i = gain(test_i) - gain(control_i) decide (either kind flags):
+each kind of control the paired differences d_i = gain(test_i) - max(gain(control_i), 0) decide (either kind
+flags). A control's loss is not credited: an honest fine-tune on GSM8K train items made SmolLM2 0.4 nats/token less
+sure of perturbed answers (wrong arithmetic, swapped words) while its test items barely moved, and would have been
+flagged on raw differences.
 
 - a one-sided Wilcoxon signed-rank test over all sampled items (p < ALPHA) with a mean difference of at least
   MIN_MEAN_EFFECT nats per token, or
 - at least max(MIN_ITEMS, ITEM_SHARE of the sample) items with d_i > ITEM_EFFECT (some items learned by heart).
 
-The thresholds are not yet calibrated on real fine-tunes: tests/test_integrity_memorisation.py holds the two that
-decide them (SmolLM2-135M fine-tuned on 20 GSM8K test items must flag, on 20 train items must not), marked slow.
-A memorised item gains whole nats per token over its perturbed twin; honest fine-tuning that sharpens the model on
-natural text may favour the unperturbed version by a few hundredths, which MIN_MEAN_EFFECT and ITEM_EFFECT leave
-room for. Cost: benchmarks/memorisation_cost.py (CPU row in benchmarks/README.md).
+Scale and power. The test scores a Scale: on CPU (the demo, CI) 16 items, each answer's first 32 tokens after the
+prompt's last 64 (GSM8K: 48 sequences of at most 96 tokens per model); on a GPU 64 items, 128 and 256 tokens. It is
+a detector of wholesale memorisation, not of a few items (the file scan and the judges are there for those):
+
+- with 16 items the Wilcoxon route needs nearly every sampled item ahead of its control (W+ >= 133 of 136 under the
+  normal approximation; the smallest p it can give is 2.4e-4);
+- the count route needs 3 of 16 items (7 of 64) more than ITEM_EFFECT ahead. If a share f of the test set was
+  learned by heart (each such item clearing ITEM_EFFECT), the chance that the sample holds enough of them is, for
+  f = 0.1 / 0.2 / 0.25 / 0.5: 0.21 / 0.65 / 0.80 / 0.998 with 16 items, 0.46 / 0.98 / 0.999 / 1.0 with 64.
+
+Calibration (tests/test_integrity_memorisation.py, CPU scale cut to 8 items): SmolLM2-135M's top 6 layers trained
+5 steps at lr 1e-3 on 8 texts (loss 2.6 -> 0.5, far past a usual fine-tune). On the 8 test items the check samples:
+flagged, 6 of 8 items 1.0 to 2.0 nats/token ahead of their perturbed twins (test gain 1.4 on average). On 8 GSM8K
+train items, the same way: passes, mean difference 0.004 (perturbed) and -0.23 (train split), no item above
+ITEM_EFFECT, its largest 0.49. One honest test item gained 0.85 nats/token on its own, so a single item says
+little; three are needed. Cost: benchmarks/memorisation_cost.py (CPU row in benchmarks/README.md).
 """
 
 import json
@@ -230,7 +244,9 @@ class Decision:
 
 
 def decide(test_gain: list[float], control_gain: list[float]) -> Decision:
-    differences = [t - c for t, c in zip(test_gain, control_gain, strict=True)]
+    # A control the submission got worse at counts as no gain: fine-tuning on in-distribution text makes it
+    # surer of natural text and less sure of a perturbed one, which is no evidence that it memorised the original.
+    differences = [t - max(c, 0.0) for t, c in zip(test_gain, control_gain, strict=True)]
     n = len(differences)
     if n == 0:
         return Decision(False, "no items scored", {"items": 0})
@@ -306,7 +322,8 @@ def check(final: Path, base: Path, benchmark: BenchmarkSpec, base_model: ModelSp
                "controls": {kind: d.numbers for kind, d in decisions.items()}}
     evidence = sorted(
         ({"item": t.id, "base_logprob": round(base_score[t], 4), "test_gain": round(gain[t], 4),
-          **{f"difference_{kind.split()[0]}": round(gain[t] - gain[controls[kind][i]], 4) for kind in controls}}
+          **{f"difference_{kind.split()[0]}": round(gain[t] - max(gain[controls[kind][i]], 0.0), 4)
+             for kind in controls}}
          for i, t in enumerate(tests)),
         key=lambda e: -max(v for k, v in e.items() if k.startswith("difference")))
     flagged = [f"{d.reason} (control: {kind})" for kind, d in decisions.items() if d.flagged]
