@@ -154,4 +154,4 @@ def test_honest_fine_tune_is_not_flagged(fine_tunes, small_model):
     assert result.status == "pass", result.reason
     honest = lineage.check(fine_tunes["honest"], small_model)
     assert honest.status == "pass", honest.reason
-    assert honest.numbers["median_rel_l2"] > 0  # it did train
+    assert honest.numbers["max_rel_l2"] > 0.01  # it did train (its top layers)
