@@ -385,5 +385,6 @@ def test_a_submitted_template_carrying_answers_is_ignored(small_model, tmp_path,
     honest = runner.evaluate(small_model, "gsm8k", out_dir=tmp_path / "honest", **args)
     cheated = runner.evaluate(cheat, "gsm8k", out_dir=tmp_path / "cheat", **args)
     pinned = pinned_template(get_model("smollm2-135m"))
-    assert cheated["generation"]["chat_template_sha256"] == pinned.sha256 == honest["generation"]["chat_template_sha256"]
+    used = {run["generation"]["chat_template_sha256"] for run in (cheated, honest)}
+    assert used == {pinned.sha256}
     assert cheated["accuracy"] == honest["accuracy"] < 1.0

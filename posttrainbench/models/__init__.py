@@ -11,7 +11,8 @@ __all__ = ["build_tiny_model", "fetch", "hf_home", "local_path", "repo_dir", "re
 
 def fetch(spec: ModelSpec, *, progress: bool = True) -> Path:
     """The model's folder (safetensors, config, tokenizer, generation config), downloading or converting it on
-    first use, when its chat template is also pinned (models/templates.py); afterwards `from_pretrained(spec.hf_id)` also works offline with HF_HOME=hf_home()."""
+    first use, when its chat template is also pinned (models/templates.py); afterwards
+    `from_pretrained(spec.hf_id)` also works offline with HF_HOME=hf_home()."""
     from posttrainbench.models import cache, gguf, hub, templates
 
     with cache.locked(spec):
