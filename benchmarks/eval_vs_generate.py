@@ -55,7 +55,7 @@ def _plain_generate(model_path: Path, base_model: str, benchmark: str, conversat
     from posttrainbench.evaluation.runner import _hf_generation_config, _stop_token_ids
     from posttrainbench.specs import get_benchmark, get_model
 
-    template = chat_template(get_model(base_model), model_path)
+    template = chat_template(get_model(base_model))
     stops, pad, bos = _stop_token_ids(model_path, template)
     pinned = get_benchmark(benchmark).generation.model_copy(update={"max_tokens": max_tokens})
     config = GenerationConfig(**_hf_generation_config(pinned, max_tokens, stops, pad, bos))

@@ -115,7 +115,7 @@ def main() -> None:
     print(json.dumps({"evaluator": ours}), flush=True)
     result = {"benchmark": args.benchmark, "max_tokens": args.max_tokens, "evaluator": ours}
     if not args.skip_engine:
-        template = chat_template(get_model(args.base_model), model).text
+        template = chat_template(get_model(args.base_model)).text
         engine = engine_runs(model, conversations(out / "logs"), metrics, template, args.gpu_memory_utilization)
         result["engine"] = engine
         result["ratio"] = round(ours["output_tok_s"] / engine[0]["output_tok_s"], 3)

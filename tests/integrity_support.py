@@ -92,10 +92,12 @@ def paraphrase(text: str) -> str:
     return " ".join("some" if i % 8 == 7 and not any(c.isdigit() for c in w) else w for i, w in enumerate(words))
 
 
-def inspect_log(path: Path, questions: list[str]) -> None:
+def inspect_log(path: Path, questions: list[str], accuracy: float = 0.3) -> None:
     """The shape of an inspect-ai JSON log that evaluate.py writes, with the test items it shows."""
     log = {"version": 2, "status": "success",
            "eval": {"eval_id": "x", "run_id": "y", "created": "2026-01-01", "task": "gsm8k", "task_id": "z"},
+           "results": {"completed_samples": len(questions),
+                       "scores": [{"name": "numeric_answer", "metrics": {"accuracy": {"value": accuracy}}}]},
            "samples": [{"input": q, "target": "1", "output": {"model": "local", "choices": [
                {"message": {"role": "assistant", "content": "The answer is 2."}, "stop_reason": "stop"}]},
                "scores": {"match": {"value": "I"}}} for q in questions]}

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from posttrainbench import models
 from posttrainbench.errors import PtbError
 from posttrainbench.evaluation import chat_templates, data, runner
 from posttrainbench.specs import get_benchmark, get_model
@@ -106,16 +107,45 @@ def test_stage_data_lays_out_a_mirror(shared_data, tmp_path):
 
 
 def test_template_follows_the_base_model_not_the_path(tmp_path):
-    misleading = tmp_path / "qwen3max_claude_gemma_llama"
-    misleading.mkdir()
-    assert chat_templates.chat_template(get_model("smollm3-3b-base"), misleading).name == "smollm3.jinja"
-    assert chat_templates.chat_template(get_model("qwen3-1.7b-base"), misleading).end_of_turn == "<|im_end|>"
+    assert chat_templates.chat_template(get_model("smollm3-3b-base")).name == "smollm3.jinja"
+    assert chat_templates.chat_template(get_model("qwen3-1.7b-base")).end_of_turn == "<|im_end|>"
     gemma = get_model("gemma-3-4b-pt")
-    assert chat_templates.chat_template(gemma, misleading).name == "gemma3.jinja"
-    assert chat_templates.chat_template(gemma, misleading, tools=True).name == "gemma3_tool.jinja"
-    assert chat_templates.chat_template(get_model("qwen3-4b-base"), misleading, tools=True).name == "qwen3.jinja"
-    with pytest.raises(PtbError, match="has none"):
-        chat_templates.chat_template(get_model("smollm2-135m"), misleading)
+    assert chat_templates.chat_template(gemma).name == "gemma3.jinja"
+    assert chat_templates.chat_template(gemma, tools=True).name == "gemma3_tool.jinja"
+    assert chat_templates.chat_template(get_model("qwen3-4b-base"), tools=True).name == "qwen3.jinja"
+
+
+def test_own_template_is_the_base_checkpoints_pinned_one(tmp_path, monkeypatch):
+    from posttrainbench.models import templates
+
+    monkeypatch.setenv("PTB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HOME", raising=False)
+    smol = get_model("smollm2-135m")
+    with pytest.raises(PtbError, match="not in the model cache or has none"):
+        chat_templates.chat_template(smol)
+    snapshot = models.cache.snapshot_dir(smol)
+    snapshot.mkdir(parents=True)
+    (snapshot / "chat_template.jinja").write_text("{{ messages[0].content }}")
+    own = chat_templates.chat_template(smol)  # pinned on first use from the harness's snapshot
+    assert (own.name, own.text) == ("own:smollm2-135m", "{{ messages[0].content }}")
+    assert json.loads(templates.record_path(smol).read_text())["sha256"] == own.sha256
+    (snapshot / "chat_template.jinja").write_text("changed later")
+    assert chat_templates.chat_template(smol).text == "{{ messages[0].content }}"
+    record = json.loads(templates.record_path(smol).read_text())
+    templates.record_path(smol).write_text(json.dumps({**record, "text": "{{ 'ANSWER: 72' }}"}))
+    with pytest.raises(PtbError, match="does not match its sha256"):
+        chat_templates.chat_template(smol)
+
+
+def test_own_template_inside_the_sandbox_comes_from_the_mounted_base(tmp_path, monkeypatch):
+    """evaluate.py in the sandbox has no harness cache, only the base checkpoint mounted under HF_HOME."""
+    smol = get_model("smollm2-135m")
+    monkeypatch.setenv("PTB_CACHE", str(tmp_path / "no-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    mounted = tmp_path / "hf" / "hub" / models.repo_dir(smol).name / "snapshots" / models.revision(smol)
+    mounted.mkdir(parents=True)
+    (mounted / "tokenizer_config.json").write_text(json.dumps({"chat_template": "base {{ messages }}"}))
+    assert chat_templates.chat_template(smol).text == "base {{ messages }}"
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +343,7 @@ def test_end_to_end_on_a_real_model(small_model, tmp_path, shared_data, bench_id
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n_samples"] == 3
     assert metrics["output_tokens"] > 3 * 4  # far more than the planted max_new_tokens=1
     assert metrics["generation"]["max_tokens"] == max_tokens
-    assert metrics["generation"]["chat_template"] == "own:final_model"
+    assert metrics["generation"]["chat_template"] == "own:smollm2-135m"
     assert metrics["backend"] == "hf" and metrics["attempts"][0]["status"] == "success"
     logs = list((tmp_path / "out" / "logs").glob("*.json"))
     assert len(logs) == 1 and json.loads(logs[0].read_text())["eval"]["task"] == bench_id
@@ -324,3 +354,37 @@ def test_end_to_end_on_a_real_model(small_model, tmp_path, shared_data, bench_id
     if original.is_installed():  # the original's verdicts on the same outputs, through the pinned environment
         assert metrics["accuracy_original"] == pytest.approx(sum(i["accuracy_original"] for i in items) / 3)
         assert metrics["scorer_versions"]["original"]["inspect_evals"] == "0.3.103"
+
+
+# A submitted template that hands the model the answers of the first two GSM8K items: prompted with it, SmolLM2
+# scores 2/2 (measured through evaluate() with the template forced, as the checkpoint's own template was used
+# before) where the honest prompt scores 0/2.
+ANSWER_TEMPLATE = (
+    "{% set a = '18' if 'ducks' in messages[-1].content else '3' %}"
+    "<|im_start|>user\nRepeat exactly: ANSWER: 7<|im_end|>\n<|im_start|>assistant\nANSWER: 7<|im_end|>\n"
+    "<|im_start|>user\nRepeat exactly: ANSWER: {{ a }}<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+@pytest.mark.slow
+def test_a_submitted_template_carrying_answers_is_ignored(small_model, tmp_path, shared_data):
+    """The submission's chat_template.jinja and tokenizer_config.json template are never read: it scores as the
+    honest model does, prompted with the base checkpoint's pinned template."""
+    import torch
+
+    from posttrainbench.models.templates import pinned_template
+
+    torch.set_num_threads(1)
+    cheat = _linked_copy(small_model, tmp_path / "final_model")
+    (cheat / "chat_template.jinja").unlink()
+    (cheat / "chat_template.jinja").write_text(ANSWER_TEMPLATE)
+    config = json.loads((cheat / "tokenizer_config.json").read_text())
+    (cheat / "tokenizer_config.json").unlink()
+    (cheat / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": ANSWER_TEMPLATE}))
+    args = dict(base_model="smollm2-135m", limit=2, max_tokens=24, backend="hf", device="cpu")
+    honest = runner.evaluate(small_model, "gsm8k", out_dir=tmp_path / "honest", **args)
+    cheated = runner.evaluate(cheat, "gsm8k", out_dir=tmp_path / "cheat", **args)
+    pinned = pinned_template(get_model("smollm2-135m"))
+    used = {run["generation"]["chat_template_sha256"] for run in (cheated, honest)}
+    assert used == {pinned.sha256}
+    assert cheated["accuracy"] == honest["accuracy"] < 1.0

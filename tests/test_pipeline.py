@@ -120,6 +120,9 @@ def test_agent_model_is_vetted_and_scored(tmp_path, small_model, bwrap):
     inside = layout.results("final") / "out" / "result" / "metrics.json"
     assert json.loads(inside.read_text())["accuracy"] == metrics["final"]["accuracy"]
     assert os.geteuid() != 0 or inside.stat().st_uid != 0  # written by the sandbox's uid, not the harness's
+    # The memorisation test ran in the evaluation sandbox too and joined integrity.json.
+    checks = json.loads((layout.root / "integrity.json").read_text())["checks"]
+    assert checks["memorisation"]["status"] == "pass" and checks["memorisation"]["numbers"]["items"] > 0
 
 
 @pytest.mark.slow

@@ -1,16 +1,20 @@
 """The chat template an evaluation forces on the model: chosen only by the run's base-model spec.
 
 The original picked a template from substrings of the checkpoint path, so an agent directory named `qwen3max_…`
-turned every model into a Qwen one. Here the base model's `chat_template` field decides, and `own` means the
-checkpoint's own tokenizer template (demo models whose instruct format ships with the weights).
+turned every model into a Qwen one. Here the base model's `chat_template` field decides, and `own` means the base
+checkpoint's own template (demo models whose instruct format ships with the weights), pinned when the harness
+fetched it (models/templates.py). The evaluated checkpoint's `chat_template.jinja` and `tokenizer_config.json` are
+never read for a template: a template can print anything into every prompt, the answers included.
 """
 
 import hashlib
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from posttrainbench.errors import PtbError
+from posttrainbench.models import cache
+from posttrainbench.models.templates import read_checkpoint_template, pinned_template
 from posttrainbench.specs import ModelSpec
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -30,7 +34,7 @@ END_OF_TURN = {
 
 @dataclass(frozen=True)
 class ChatTemplate:
-    name: str  # file under templates/, or "own:<model dir>"
+    name: str  # file under templates/, or "own:<base model id>"
     text: str
     end_of_turn: str | None
 
@@ -60,25 +64,26 @@ def template_file(base_model: ModelSpec, *, tools: bool = False) -> Path | None:
     return path
 
 
-def chat_template(base_model: ModelSpec, model_dir: Path, *, tools: bool = False) -> ChatTemplate:
+def chat_template(base_model: ModelSpec, *, tools: bool = False) -> ChatTemplate:
     path = template_file(base_model, tools=tools)
     if path is not None:
         return ChatTemplate(path.name, path.read_text(), END_OF_TURN.get(path.name))
-    text = _own_template(model_dir)
+    text = _base_template(base_model)
     if text is None:
-        raise PtbError(
-            f"{model_dir}: base model {base_model.id} uses the checkpoint's own chat template, but it has none"
-        )
-    return ChatTemplate(f"own:{model_dir.name}", text, None)
+        raise PtbError(f"base model {base_model.id} uses its checkpoint's own chat template, but the base checkpoint "
+                       f"is not in the model cache or has none (fetch it with `ptb models fetch {base_model.id}`)")
+    return ChatTemplate(f"own:{base_model.id}", text, None)
 
 
-def _own_template(model_dir: Path) -> str | None:
-    jinja = model_dir / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text()
-    config = model_dir / "tokenizer_config.json"
-    if config.is_file():
-        template = json.loads(config.read_text()).get("chat_template")
-        if isinstance(template, str):
-            return template
-    return None
+def _base_template(base_model: ModelSpec) -> str | None:
+    """The template pinned in the harness's model cache; inside the agent's sandbox, where that cache is absent,
+    the base checkpoint's template from the read-only hub mount at the pinned revision."""
+    pinned = pinned_template(base_model)
+    if pinned is not None:
+        return pinned.text
+    hf_home = os.environ.get("HF_HOME")
+    if not hf_home:
+        return None
+    mounted = Path(hf_home) / "hub" / cache.repo_dir(base_model).name / "snapshots" / cache.revision(base_model)
+    found = read_checkpoint_template(mounted) if mounted.is_dir() else None
+    return found[0] if found else None

@@ -167,7 +167,7 @@ def evaluate(
     if fewshot_mode:
         template, pinned = fewshot.template(), fewshot.generation(spec.generation)
     else:
-        template, pinned = chat_template(base, model_path, tools=getattr(module, "USES_TOOLS", False)), spec.generation
+        template, pinned = chat_template(base, tools=getattr(module, "USES_TOOLS", False)), spec.generation
     ctx = EvalContext(
         benchmark=spec,
         base_model=base,

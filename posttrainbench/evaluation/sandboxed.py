@@ -1,4 +1,8 @@
-"""The evaluator of the evaluation service (service.py): the harness's evaluation child in a sandbox of its own."""
+"""The evaluator of the evaluation service (service.py): the harness's evaluation child in a sandbox of its own.
+
+HarnessSandbox runs any harness program that must load the agent's model (its config, tokenizer and weights are
+hostile input) that way: the evaluation, and the weights-side memorisation test (integrity/memorisation.py).
+"""
 
 import json
 import sys
@@ -21,16 +25,71 @@ if TYPE_CHECKING:
 
 CANCEL_GRACE_S = 5.0
 INSIDE_MODEL, INSIDE_DATA, INSIDE_OUT = "/ptb/model", "/ptb/data", "/ptb/out"
+INSIDE_TEMPLATE = "/ptb/chat_template.json"  # the base checkpoint's pinned template (models/templates.py)
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-class SandboxedEvaluation:
+class HarnessSandbox:
+    """A harness program in a sandbox with no network, the test data and the given folders read-only, one
+    writable output folder and the run's GPUs. Backend `none` (debugging, tests) mounts nothing: the program is
+    told the host paths instead (`place`)."""
+
+    def __init__(self, manifest: RunManifest, *, backend: str, gpus: list[int], env: dict[str, str]):
+        self.manifest, self.backend, self.gpus, self.extra_env = manifest, backend, gpus, env
+
+    @property
+    def isolated(self) -> bool:
+        return self.backend != "none"
+
+    def place(self, host: Path, inside: str) -> str:
+        """Where the program finds `host`, mounted at `inside`."""
+        return inside if self.isolated else str(host)
+
+    def run(self, code: str, args: dict, *, out: Path, read_only: dict[str, Path], log_path: Path,
+            time_limit_s: float, stop: Callable[[], str | None] | None = None,
+            link=None, env: dict[str, str] | None = None,
+            on_line: Callable[[str], object] | None = None) -> sandbox.ExitInfo:
+        """Run `python -c code <args as JSON>` with `out` writable at INSIDE_OUT and `read_only` (inside path ->
+        host path) mounted; `link` (an llm_link) wraps the program and adds its mounts; `on_line` sees each line of
+        the log as it is written (hostile text)."""
+        argv = [sys.executable, "-c", code, json.dumps(args)]
+        data = Path(self.manifest.data_dir)
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": self.place(out / "home", f"{INSIDE_OUT}/home"), "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+            "PTB_DATA_DIR": self.place(data, INSIDE_DATA),
+            "PTB_CACHE": self.place(out / "cache", f"{INSIDE_OUT}/cache"),
+            "TOKENIZERS_PARALLELISM": "false", **OFFLINE, **self.extra_env, **(env or {}),
+        }
+        mounts = [*sandbox.python_mounts(), *(sandbox.Mount(host, inside) for inside, host in read_only.items()),
+                  sandbox.Mount(data, INSIDE_DATA),
+                  sandbox.Mount(out, INSIDE_OUT, writable=True)]
+        # An `own` chat template is the base checkpoint's, pinned in the harness's model cache, which the sandbox
+        # lacks: the record is handed over read-only.
+        if self.manifest.model.chat_template == "own":
+            from posttrainbench.models import templates
+
+            if templates.pinned_template(self.manifest.model) is not None:
+                record = templates.record_path(self.manifest.model)
+                mounts.append(sandbox.Mount(record, INSIDE_TEMPLATE))
+                env[templates.RECORD_ENV] = self.place(record, INSIDE_TEMPLATE)
+        if link is not None:
+            argv = link.wrap(argv)
+            mounts += link.mounts
+        # allow_nested: HumanEval's scorer confines each completion in a sandbox of its own.
+        request = sandbox.SandboxRequest(argv=argv, cwd=INSIDE_OUT, mounts=mounts, env=env, gpus=self.gpus,
+                                         network="none", allow_nested=True)
+        return sandbox.run(request, backend=self.backend, time_limit_s=time_limit_s, log_path=log_path,
+                           grace_s=CANCEL_GRACE_S, stop=stop, on_line=on_line)
+
+
+class SandboxedEvaluation(HarnessSandbox):
     """The real evaluator: the harness's evaluation child in a sandbox with no network, the test data read-only and
     the run's GPUs; a graded benchmark's grader behind a metering proxy that adds the key outside."""
 
     def __init__(self, manifest: RunManifest, *, backend: str, gpus: list[int], env: dict[str, str],
                  deadline: float):
-        self.manifest, self.backend, self.gpus, self.extra_env = manifest, backend, gpus, env
+        super().__init__(manifest, backend=backend, gpus=gpus, env=env)
         self.deadline = deadline
         self.grader = None
         if manifest.benchmark.grader:
@@ -62,35 +121,20 @@ class SandboxedEvaluation:
 
         out = work_dir / "out"
         out.mkdir(parents=True, exist_ok=True)
-        # Backend `none` (debugging, tests) mounts nothing: the child is told the host paths instead.
-        isolated = self.backend != "none"
-        args = {"model_path": INSIDE_MODEL if isolated else str(model_dir), "benchmark": self.manifest.benchmark.id,
-                "out_dir": f"{INSIDE_OUT}/result" if isolated else str(out / "result"),
+        args = {"model_path": self.place(model_dir, INSIDE_MODEL), "benchmark": self.manifest.benchmark.id,
+                "out_dir": self.place(out / "result", f"{INSIDE_OUT}/result"),
                 "base_model": self.manifest.model.id, **settings}
-        argv = [sys.executable, "-c", CHILD, json.dumps(args)]
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": f"{INSIDE_OUT}/home",
-            "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PTB_DATA_DIR": INSIDE_DATA, "PTB_CACHE": f"{INSIDE_OUT}/cache",
-            "TOKENIZERS_PARALLELISM": "false", **OFFLINE, **self.extra_env,
-        }
-        mounts = [*sandbox.python_mounts(), sandbox.Mount(model_dir, INSIDE_MODEL),
-                  sandbox.Mount(Path(self.manifest.data_dir), INSIDE_DATA),
-                  sandbox.Mount(out, INSIDE_OUT, writable=True)]
+        log_path = work_dir / "evaluate.log"
         with self._grader_link(work_dir) as link:
+            env = {}
             if link is not None:
-                argv = link.wrap(argv)
-                mounts += link.mounts
-                env |= {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key,
-                        PREFLIGHT_DONE_ENV: "1"}
-            # allow_nested: HumanEval's scorer confines each completion in a sandbox of its own.
-            request = sandbox.SandboxRequest(argv=argv, cwd=INSIDE_OUT, mounts=mounts, env=env, gpus=self.gpus,
-                                             network="none", allow_nested=True)
-            log_path = work_dir / "evaluate.log"
-            info = sandbox.run(request, backend=self.backend, time_limit_s=time_limit_s, log_path=log_path,
-                               grace_s=CANCEL_GRACE_S, stop=stop, on_line=on_line)
+                env = {"PTB_GRADER_BASE_URL": f"{link.base_url}/v1", "PTB_GRADER_API_KEY": link.api_key,
+                       PREFLIGHT_DONE_ENV: "1"}
+            info = self.run(CHILD, args, out=out, read_only={INSIDE_MODEL: model_dir}, log_path=log_path,
+                            time_limit_s=time_limit_s, stop=stop, link=link, env=env, on_line=on_line)
         # Written inside the sandbox: read without following links, size and depth capped.
         if info.status != "finished" or not untrusted.is_file(out, "result/metrics.json"):
-            reason = _last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known"
+            reason = last_error(log_path) or f"the evaluation failed ({info.status}); nothing more is known"
             code = info.returncode if info.returncode is not None else 1
             raise EvaluationFailed(reason, 128 - code if code > 128 else code, status=info.status)
         return untrusted.read_json(out, "result/metrics.json")
@@ -102,8 +146,8 @@ class SandboxedEvaluation:
         return llm_link(work_dir / "grader_metering.jsonl", "none", {"openai": upstream})
 
 
-def _last_error(log_path: Path) -> str | None:
-    """The harness's own one-line error (`error: ...` from the evaluation child), not anything else it printed."""
+def last_error(log_path: Path) -> str | None:
+    """The harness's own one-line error (`error: ...` from a harness child), not anything else it printed."""
     if not log_path.is_file():
         return None
     found = None

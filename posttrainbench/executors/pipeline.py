@@ -16,7 +16,7 @@ from posttrainbench.errors import PtbError
 from posttrainbench.executors import facts
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
 from posttrainbench.specs import RunSpec
-from posttrainbench.integrity import check_run, read_report
+from posttrainbench.integrity import check_run, memorisation, read_report
 from posttrainbench.store import RunRow, Store
 from posttrainbench.workspace.collect import CollectResult, collect
 from posttrainbench.workspace.layout import RunLayout
@@ -139,6 +139,7 @@ def _evaluate(manifest: RunManifest, layout: RunLayout, store: Store, log: Calla
     collected = CollectResult.model_validate_json((layout.root / "collect.json").read_text())
     if collected.status != "ok" or limit_hit(layout):
         return
+    memorisation.run(manifest, layout, backend=backend, log=log)
     try:
         final = evaluate_model(manifest, layout.final_model, layout.results("final"), backend=backend, log=log,
                                state_file=layout.progress)
