@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,16 @@ class _Part:
     name: str
     words: list[str]
     min_coverage: float
+    runs: np.ndarray  # code of each run of COVER_N consecutive words (`_run_codes`)
+    letters: np.ndarray  # per word: not a number
+
+
+@dataclass
+class _Parts:
+    """The verifiable parts of one item, and the numbering of the item's distinct words their runs are coded in."""
+
+    vocabulary: dict[str, int]  # word -> 1, 2, ...; 0 is any other word
+    parts: list[_Part]
 
 
 @dataclass
@@ -90,7 +101,7 @@ class Index:
     sizes: dict[str, int]  # benchmark -> number of test items
     load_items: Callable[[], list[Item]]
     canaries: dict[bytes, str] = field(default_factory=dict)  # canary -> benchmark
-    _parts: dict[int, list[_Part]] = field(default_factory=dict)
+    _parts: dict[int, _Parts] = field(default_factory=dict)
 
     @functools.cached_property
     def items(self) -> list[Item]:
@@ -150,15 +161,28 @@ class Index:
         )
 
     def parts(self, number: int) -> list[_Part]:
+        return self._item_parts(number).parts
+
+    def _item_parts(self, number: int) -> _Parts:
         if number not in self._parts:
             item = self.items[number]
-            self._parts[number] = []
-            for name, text in item.segments:
+            texts = [(name, ngram.words(text)) for name, text in item.segments]
+            vocabulary: dict[str, int] = {}
+            for _, words in texts:
+                for word in words:
+                    vocabulary.setdefault(word, len(vocabulary) + 1)
+            if (len(vocabulary) + 1) ** COVER_N >= 1 << 63:
+                raise PtbError(f"{item.benchmark} item {item.id} has too many distinct words to verify matches of")
+            parts = []
+            for name, words in texts:
                 min_words, min_coverage = STRICTER.get((item.benchmark, name), (MIN_WORDS, MIN_COVERAGE))
-                words = ngram.words(text)
+                letters = np.array([not w.isdigit() for w in words], bool)
                 # A part that is mostly numbers matches tables of numbers anywhere.
-                if len(words) >= min_words and 2 * sum(not w.isdigit() for w in words) >= min_words:
-                    self._parts[number].append(_Part(name, words, min_coverage))
+                if len(words) >= min_words and 2 * int(letters.sum()) >= min_words:
+                    ids = np.array([vocabulary[w] for w in words], np.int64)
+                    runs = _run_codes(ids, len(vocabulary) + 1, _CONSECUTIVE)
+                    parts.append(_Part(name, words, min_coverage, runs, letters))
+            self._parts[number] = _Parts(vocabulary, parts)
         return self._parts[number]
 
     def scan(self, blob: bytes) -> list[Hit]:
@@ -169,25 +193,12 @@ class Index:
         """(verified test items, fragments of items) in blob."""
         positions, found, parts, strides, rot_at = self._candidates(blob)
         hits, fragments = [], []
-        if len(positions):
-            items = self.item_of[parts]
-            order = np.lexsort((positions, items))
-            items, positions, found = items[order], positions[order], found[order]
-            parts, strides = parts[order], strides[order]
-            for group in np.split(np.arange(len(items)), np.flatnonzero(np.diff(items)) + 1):
-                number = int(items[group[0]])
-                pos = positions[group]
-                for cluster in np.split(group, np.flatnonzero(np.diff(pos) > self.span[number]) + 1):
-                    _, distinct = np.unique(found[cluster], return_index=True)
-                    hit_parts, counts = np.unique(parts[cluster][distinct], return_counts=True)
-                    if not np.any(counts >= np.maximum(self.need[hit_parts], 1)):
-                        continue
-                    lo, hi = int(positions[cluster[0]]), int(positions[cluster[-1]])
-                    hit, pieces = self._verify(number, blob, lo, hi, gapped=bool(strides[cluster].max() > 1))
-                    if hit:
-                        hit.transform = transform
-                        hits.append(hit)
-                    fragments += pieces
+        for number, lo, hi, gapped in self._clusters(positions, found, parts, strides):
+            hit, pieces = self._verify(number, blob, lo, hi, gapped)
+            if hit:
+                hit.transform = transform
+                hits.append(hit)
+            fragments += pieces
         if len(rot_at) >= MIN_HITS and not transform:
             # Only the stretches around rot13 n-grams are decoded and searched again.
             for lo, hi in _stretches(rot_at, ROT13_REACH, len(blob)):
@@ -197,6 +208,32 @@ class Index:
                 hits += more_hits
                 fragments += more_fragments
         return hits, fragments
+
+    def _clusters(self, positions: np.ndarray, found: np.ndarray, parts: np.ndarray,
+                  strides: np.ndarray) -> list[tuple[int, int, int, bool]]:
+        """(item number, offset of the first and of the last candidate, whether strided n-grams are among them) of
+        each cluster of one item's candidates, no two more than the item's span apart, in which one part has the
+        distinct n-grams it needs, in the order of item number and offset. All clusters are looked at together:
+        a large file has hundreds of thousands of candidates."""
+        if not len(positions):
+            return []
+        items = np.take(self.item_of, parts)
+        order = np.lexsort((positions, items))
+        items, positions, found, parts, strides = (np.take(a, order) for a in (items, positions, found, parts, strides))
+        new = np.ones(len(items), bool)
+        new[1:] = (items[1:] != items[:-1]) | (np.diff(positions) > np.take(self.span, items[1:]))
+        cluster = np.cumsum(new) - 1
+        # Distinct n-grams of each cluster (an n-gram belongs to one part), then how many of each part.
+        _, first = np.unique(cluster * len(self.hashes) + found, return_index=True)
+        count = len(self.need)
+        pairs, hits = np.unique(cluster[first] * count + parts[first], return_counts=True)
+        enough = hits >= np.maximum(np.take(self.need, pairs % count), 1)
+        chosen = np.unique(pairs[enough] // count)
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(items)] - 1
+        gapped = np.maximum.reduceat(strides, starts) > 1
+        return [(int(items[starts[c]]), int(positions[starts[c]]), int(positions[ends[c]]), bool(gapped[c]))
+                for c in chosen.tolist()]
 
     def _candidates(self, blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(offset, n-gram, part, text stride) of every indexed n-gram in blob, and the offsets of rot13 n-grams.
@@ -241,11 +278,14 @@ class Index:
         span = int(self.span[number])
         start = max(lo - span, 0)
         window = ngram.words(blob[start : hi + span])
-        seen = _runs(window, gapped)
+        item_parts = self._item_parts(number)
+        vocabulary = item_parts.vocabulary
+        ids = np.fromiter(map(vocabulary.get, window, repeat(0)), np.int64, len(window))
+        seen = _run_codes(ids, len(vocabulary) + 1, _GAPPED if gapped else _CONSECUTIVE)
         best, fragments = None, []
-        for index, part in enumerate(self.parts(number)):
-            covered = coverage_mask(part.words, seen)
-            score = _score(part.words, covered)
+        for index, part in enumerate(item_parts.parts):
+            covered = coverage_mask(part, seen)
+            score = _score(part.letters, covered)
             if score >= part.min_coverage and (best is None or score > best[1]):
                 best = (part.name, score)
             else:
@@ -260,7 +300,7 @@ class Index:
     def part_score(self, number: int, part: int, covered: np.ndarray) -> tuple[str, float, float]:
         """(name, score, needed score) of a part covered by `covered` (fragments united)."""
         p = self.parts(number)[part]
-        return p.name, _score(p.words, covered), p.min_coverage
+        return p.name, _score(p.letters, covered), p.min_coverage
 
     def find_canaries(self, blob: bytes) -> list[tuple[str, int]]:
         return [(bench, blob.find(c)) for c, bench in self.canaries.items() if c in blob]
@@ -288,36 +328,44 @@ def _stretches(at: np.ndarray, reach: int, size: int) -> list[tuple[int, int]]:
     return stretches
 
 
-def _runs(window: list[str], gapped: bool) -> set[tuple[str, ...]]:
-    """Runs of COVER_N words of the window; with `gapped`, also those with one word skipped between any two."""
-    seen = {tuple(window[i : i + COVER_N]) for i in range(len(window) - COVER_N + 1)}
-    if gapped:
-        for i in range(len(window)):
-            for a in (1, 2):
-                for b in (1, 2):
-                    for c in (1, 2):
-                        j, k, m = i + a, i + a + b, i + a + b + c
-                        if m < len(window):
-                            seen.add((window[i], window[j], window[k], window[m]))
-    return seen
+# Runs of COVER_N words as offsets of the 2nd, 3rd and 4th word from the 1st: consecutive, or (gapped) with up to
+# one word skipped between any two.
+_CONSECUTIVE = ((1, 2, 3),)
+_GAPPED = tuple((a, a + b, a + b + c) for a in (1, 2) for b in (1, 2) for c in (1, 2))
 
 
-def coverage_mask(part: list[str], seen: set[tuple[str, ...]]) -> np.ndarray:
-    """The part's words that lie in one of its runs of COVER_N words present in `seen`."""
-    covered = np.zeros(len(part), bool)
-    for i in range(len(part) - COVER_N + 1):
-        if tuple(part[i : i + COVER_N]) in seen:
-            covered[i : i + COVER_N] = True
+def _run_codes(ids: np.ndarray, base: int, shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """One code per run of COVER_N words of the given shapes: the words' numbers (< base) as the digits of a number
+    in that base, so that two runs have one code exactly when they have the same words (base ** COVER_N < 2 ** 63).
+    Words outside the item are all numbered 0; no run of the item has them, so no such run matches."""
+    codes = []
+    for shape in shapes:
+        count = len(ids) - shape[-1]
+        if count <= 0:
+            continue
+        code = ids[:count].copy()
+        for offset in shape:
+            code *= base
+            code += ids[offset : offset + count]
+        codes.append(code)
+    return np.concatenate(codes) if codes else np.zeros(0, np.int64)
+
+
+def coverage_mask(part: _Part, seen: np.ndarray) -> np.ndarray:
+    """The part's words that lie in one of its runs of COVER_N words whose code is in `seen`."""
+    found = np.isin(part.runs, seen)
+    covered = np.zeros(len(part.words), bool)
+    for k in range(COVER_N):
+        covered[k : k + len(found)] |= found
     return covered
 
 
-def _score(part: list[str], covered: np.ndarray) -> float:
-    """Covered share over all the part's words and over those that are not numbers, whichever is lower (runs of
-    numbers alone are everywhere)."""
-    words = np.array([not w.isdigit() for w in part], bool)
-    if not words.any():
+def _score(letters: np.ndarray, covered: np.ndarray) -> float:
+    """Covered share over all the part's words and over those that are not numbers (`letters`), whichever is lower
+    (runs of numbers alone are everywhere)."""
+    if not letters.any():
         return 0.0
-    return float(min(covered.mean(), covered[words].mean()))
+    return float(min(covered.mean(), covered[letters].mean()))
 
 
 def build_index(benchmarks: list[BenchmarkSpec]) -> Index:

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from posttrainbench.integrity.fold import fold
+from posttrainbench.integrity.fold import fold_whole
 from posttrainbench.integrity.tokens import Detokenizer
 
 CHUNK = 16 << 20  # text is scanned in pieces of about this size
@@ -678,42 +678,61 @@ def _unescape(match: re.Match) -> str:
 
 def _folded(data: bytes) -> bytes:
     """The piece with its Unicode folded (`fold`) and, where JSON escapes hide characters that folding changes,
-    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text."""
+    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text, all of
+    them in one string (folding never adds or removes a line break, and acts within lines), so a piece with many
+    such lines costs a few passes of C code, not a few Python calls per line."""
     escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\u" in data else []
     if not escapes and data.isascii():
         return data
     b = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(b == 10)
+    ends = _where_byte(b, lambda block: block == 10)
     starts = np.concatenate(([0], ends + 1))
     ends = np.concatenate((ends, [len(b)]))
     marked = np.zeros(len(starts), bool)
-    marked[np.searchsorted(ends, np.flatnonzero(b >= 0x80))] = True
+    marked[np.searchsorted(ends, _where_byte(b, lambda block: block >= 0x80))] = True
     escaped_lines = np.zeros(len(starts), bool)
     escaped_lines[np.searchsorted(ends, np.array(escapes, np.int64))] = True
-    out, last, changed = [], 0, False
-    for number in np.flatnonzero(marked | escaped_lines).tolist():
-        start, end, escaped = int(starts[number]), int(ends[number]), bool(escaped_lines[number])
-        text = data[start:end].decode("utf-8", "replace")
-        if escaped:
-            text = _UNICODE_ESCAPE.sub(_unescape, text)
-        folded = fold(text)
-        if folded is text and not escaped:
+    replaced: list[tuple[int, int, str]] = []
+    for numbers, escaped in ((np.flatnonzero(marked & ~escaped_lines), False), (np.flatnonzero(escaped_lines), True)):
+        bounds = list(zip(starts[numbers].tolist(), ends[numbers].tolist()))
+        if not bounds:
             continue
-        out += [data[last:start], folded.encode("utf-8", "replace")]
-        last, changed = end, True
-    if not changed:
+        texts = b"\n".join(data[start:end] for start, end in bounds).decode("utf-8", "replace")
+        if escaped:
+            texts = _UNICODE_ESCAPE.sub(_unescape, texts)
+        folded = fold_whole(texts)
+        if folded is texts and not escaped:
+            continue
+        # Escaped lines are always written back unescaped; others only where folding changed them.
+        replaced += [(start, end, after) for (start, end), before, after
+                     in zip(bounds, texts.split("\n"), folded.split("\n")) if escaped or after != before]
+    if not replaced:
         return data
+    out, last = [], 0
+    for start, end, text in sorted(replaced):
+        out += [data[last:start], text.encode("utf-8", "replace")]
+        last = end
     out.append(data[last:])
     return b"".join(out)
 
 
-_BASE64 = np.zeros(256, bool)
-_BASE64[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")] = True
+_SLICE = 1 << 20
+
+
+def _where_byte(b: np.ndarray, test) -> np.ndarray:
+    """Offsets of the bytes for which `test` (a numpy comparison) holds, a slice at a time: comparisons of a
+    16 MB piece in one go run out of the CPU cache and page-fault on their fresh temporaries."""
+    found = [np.flatnonzero(test(b[lo : lo + _SLICE])) + lo for lo in range(0, len(b), _SLICE)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
 _STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_SCREEN = bytes(1 if c in _STANDARD else 0 for c in range(256))
-_INSIDE = bytes(int(v) for v in _BASE64)
-_HEX = np.zeros(256, bool)
-_HEX[list(b"0123456789abcdefABCDEF")] = True
+_SCREEN = np.zeros(256, bool)
+_SCREEN[list(_STANDARD)] = True
+_INSIDE = bytes(1 if c in _STANDARD + b"-_=" else 0 for c in range(256))
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HIGHS = np.uint64(0x8080808080808080)
+_BELOW_PLUS = np.uint64(0x0101010101010101 * ord("+"))
 _ID_LIST = re.compile(rb"\[\s*\d{1,7}(?:\s*,\s*\d{1,7}){15,}\s*\]")
 
 
@@ -748,42 +767,62 @@ def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Itera
 def _encoded_runs(data: bytes) -> Iterator[tuple[str, bytes]]:
     """Runs of at least MIN_RUN base64 (or hex) characters. Such a run covers a whole aligned block of MIN_RUN / 2
     bytes, so text without such a block (most text) is passed over after one look at its blocks."""
-    block = MIN_RUN // 2
-    # The screen uses the standard alphabet only: snake_case names are not base64, and a URL-safe run this long
-    # nearly always has a block without '-' or '_'. bytes.translate is the fastest byte-class map there is.
-    screen = np.frombuffer(data.translate(_SCREEN), bool)
-    full = len(screen) // block * block
-    if not screen[:full].reshape(-1, block).all(axis=1).any():
-        return
-    b = np.frombuffer(data, np.uint8)
-    inside = np.frombuffer(data.translate(_INSIDE), bool)
     end = 0
-    for block_start in (np.flatnonzero(screen[:full].reshape(-1, block).all(axis=1)) * block).tolist():
+    for block_start in _screened_blocks(data, MIN_RUN // 2).tolist():
         if block_start < end:
             continue  # inside the run found last
-        start, end = _run_edge(inside, block_start, -1), _run_edge(inside, block_start + block, 1)
+        start, end = _run_edge(data, block_start, -1), _run_edge(data, block_start + MIN_RUN // 2, 1)
         if end - start >= MIN_RUN:
-            yield ("hex" if _HEX[b[start:end]].all() else "base64"), data[start:end]
+            run = data[start:end]
+            yield ("hex" if not run.translate(None, _HEX_DIGITS) else "base64"), run
 
 
-def _run_edge(inside: np.ndarray, at: int, step: int) -> int:
-    """Where the run of True around `at` ends going left (step -1: its first index) or right (its end)."""
-    reach = 4096
+def _screened_blocks(data: bytes, block: int) -> np.ndarray:
+    """Offsets of the aligned blocks of `block` bytes (a multiple of 8) made of the standard base64 alphabet only.
+    The screen leaves the URL-safe '-' and '_' out: snake_case names are not base64, and a URL-safe run this long
+    nearly always has a block without them. A block with a byte below '+' (a space, a line break, a quote) cannot
+    qualify, which takes three integer operations per eight bytes to tell ((x - n) & ~x has the high bit of a byte
+    set where a byte is below n, and perhaps above it); only the few blocks that pass are looked at byte by byte.
+    A slice at a time, so that the temporaries stay in the CPU cache."""
+    width = block // 8
+    words = np.frombuffer(data, "<u8", count=len(data) // block * width)
+    step = width << 15
+    maybe = []
+    for lo in range(0, len(words), step):
+        w = words[lo : lo + step]
+        x = w - _BELOW_PLUS
+        x &= ~w
+        x = x.reshape(-1, width)
+        bad = x[:, 0].copy()
+        for column in range(1, width):
+            bad |= x[:, column]
+        bad &= _HIGHS
+        maybe.append(np.flatnonzero(bad == 0) + lo // width)
+    start = np.concatenate(maybe) * block if maybe else np.zeros(0, np.int64)
+    if not len(start):
+        return start
+    at = start[:, None] + np.arange(block)
+    return start[np.take(_SCREEN, np.take(np.frombuffer(data, np.uint8), at)).all(axis=1)]
+
+
+def _run_edge(data: bytes, at: int, step: int) -> int:
+    """Where the run of base64 characters (URL-safe and padding included) around `at` ends going left (step -1:
+    its first index) or right (its end)."""
+    reach = 256
     while True:
         if step < 0:
-            window = inside[max(at - reach, 0) : at]
-            outside = np.flatnonzero(~window)
-            if len(outside):
-                return at - len(window) + int(outside[-1]) + 1
-            if at - reach <= 0:
+            low = max(at - reach, 0)
+            outside = data[low:at].translate(_INSIDE).rfind(b"\0")
+            if outside >= 0:
+                return low + outside + 1
+            if low == 0:
                 return 0
         else:
-            window = inside[at : at + reach]
-            outside = np.flatnonzero(~window)
-            if len(outside):
-                return at + int(outside[0])
-            if at + reach >= len(inside):
-                return len(inside)
+            outside = data[at : at + reach].translate(_INSIDE).find(b"\0")
+            if outside >= 0:
+                return at + outside
+            if at + reach >= len(data):
+                return len(data)
         reach *= 4
 
 
