@@ -114,7 +114,7 @@ def test_index_is_built_once_and_validated_by_hash(private_cache, shared_data):
     first = index_cache.load_or_build([aime], contamination.SETTINGS, build)
     again = index_cache.load_or_build([aime], contamination.SETTINGS, build)
     assert len(built) == 1
-    assert isinstance(again.hashes.sorted, np.memmap)
+    assert isinstance(again.hashes.sorted.base, np.memmap)  # a plain array over the mapped file, not a copy
     problem = dict(first.items[4].segments)["problem"]
     assert [h.item for h in again.scan(problem.encode())] == ["5"]
     assert again.sizes == {"aime2025": 30}

@@ -281,7 +281,7 @@ class Index:
         item_parts = self._item_parts(number)
         vocabulary = item_parts.vocabulary
         ids = np.fromiter(map(vocabulary.get, window, repeat(0)), np.int64, len(window))
-        seen = _run_codes(ids, len(vocabulary) + 1, _GAPPED if gapped else _CONSECUTIVE)
+        seen = np.sort(_run_codes(ids, len(vocabulary) + 1, _GAPPED if gapped else _CONSECUTIVE))
         best, fragments = None, []
         for index, part in enumerate(item_parts.parts):
             covered = coverage_mask(part, seen)
@@ -352,8 +352,9 @@ def _run_codes(ids: np.ndarray, base: int, shapes: tuple[tuple[int, ...], ...]) 
 
 
 def coverage_mask(part: _Part, seen: np.ndarray) -> np.ndarray:
-    """The part's words that lie in one of its runs of COVER_N words whose code is in `seen`."""
-    found = np.isin(part.runs, seen)
+    """The part's words that lie in one of its runs of COVER_N words whose code is in `seen` (sorted)."""
+    at = np.minimum(np.searchsorted(seen, part.runs), max(len(seen) - 1, 0))
+    found = np.take(seen, at) == part.runs if len(seen) else np.zeros(len(part.runs), bool)
     covered = np.zeros(len(part.words), bool)
     for k in range(COVER_N):
         covered[k : k + len(found)] |= found
@@ -410,10 +411,15 @@ class Evidence:
     via: str = ""  # how the text was decoded ("zip a.jsonl > base64"); empty for plain text
 
 
-def _where(piece: decode.Piece, newlines: np.ndarray, offset: int) -> str:
-    if piece.unit == "line":
-        return f"line {piece.first + int(np.searchsorted(newlines, offset))}"
-    return f"{piece.unit} {piece.first + int(np.searchsorted(newlines, offset))}"
+def _places(piece: decode.Piece, offsets: list[int]) -> dict[int, str]:
+    """Where each offset of the piece is ("line 12", "row 3"): the line breaks before it counted once over the
+    piece, in the order of the offsets."""
+    places, last, before = {}, 0, 0
+    for offset in sorted(set(offsets)):
+        before += piece.text.count(b"\n", last, offset)
+        places[offset] = f"{piece.unit} {piece.first + before}"
+        last = offset
+    return places
 
 
 # The GPQA authors ask that its questions not be reposted in plain text: evidence names the item, quotes nothing.
@@ -456,16 +462,15 @@ def scan_file(index: Index, run_dir: Path, found: files.Found, detokenizer: Deto
                 result.fragments += fragments
             if not hits and not marks:
                 continue
-            newlines = np.flatnonzero(np.frombuffer(piece.text, np.uint8) == 10)
-            where = functools.partial(_where, piece, newlines)
+            where = _places(piece, [hit.offset for hit in hits] + [at for _, at in marks])
             for hit in hits:
                 excerpt = None
                 if hit.benchmark not in NO_EXCERPT:
                     excerpt = " ".join(piece.text[hit.offset : hit.offset + 160].decode("utf-8", "replace").split())
                 via = " > ".join(v for v in (piece.via, hit.transform) if v)
-                result.matches.append(Evidence(found.rel, kind, where(hit.offset), hit.benchmark, hit.item, hit.part,
+                result.matches.append(Evidence(found.rel, kind, where[hit.offset], hit.benchmark, hit.item, hit.part,
                                                hit.coverage, excerpt, via))
-            result.canaries += [{"file": found.rel, "kind": kind, "where": where(at), "benchmark": bench}
+            result.canaries += [{"file": found.rel, "kind": kind, "where": where[at], "benchmark": bench}
                                 for bench, at in marks]
     result.size = found.size
     result.format = "+".join(sorted(ctx.formats)) or "empty"

@@ -626,21 +626,24 @@ def _json_log_or_text(handle: BinaryIO, head: bytes, size: int, ctx: Context, de
 
 
 def _text_pieces(read) -> Iterator[tuple[bytes, int]]:
+    """Pieces of about CHUNK bytes cut after a line break (a line longer than 4 CHUNKs is cut where it reaches
+    that), with the number of the line each starts with. The text after the last line break of a block waits for
+    the next; no block is copied more than once."""
     line, carry = 1, b""
     while True:
         block = read(CHUNK)
-        data = carry + block
         if not block:
-            if data:
-                yield data, line
+            if carry:
+                yield carry, line
             return
-        cut = data.rfind(b"\n") + 1
+        cut = block.rfind(b"\n") + 1
         if cut == 0:
-            carry = data
+            carry += block
             if len(carry) < 4 * CHUNK:
                 continue
-            cut = len(data)  # one enormous line: scan it in parts
-        piece, carry = data[:cut], data[cut:]
+            piece, carry = carry, b""  # one enormous line: scan it in parts
+        else:
+            piece, carry = carry + block[:cut], block[cut:]
         yield piece, line
         line += piece.count(b"\n")
 
