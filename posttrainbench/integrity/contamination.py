@@ -46,6 +46,9 @@ MAX_HITS = 20
 COVER_N = 4
 ITEM_STRIDES = (1, 2, 3)  # n-grams of the items' words `stride` apart
 TEXT_STRIDES = (1, 2, 3, 4)  # text stride s meets item stride s - 1: one filler after every (s - 1)-th word
+_EVERY = {stride: 1 if stride == 1 else stride + 1 for stride in TEXT_STRIDES}  # n-grams read at every k-th word
+_EVERY_OF = np.array([_EVERY[stride] for stride in TEXT_STRIDES])
+_STRIDE_OF = np.array(TEXT_STRIDES, np.int8)
 FRAGMENT_WORDS = 8  # a fragment is an unbroken copy of this many words of a part, and of this share of it
 FRAGMENT_SHARE = 0.2
 PIECE = 1 << 20
@@ -251,21 +254,23 @@ class Index:
                 cut = max(blob.rfind(b"\n", start + PIECE // 2, end), blob.rfind(b" ", end - 4096, end))
                 end = cut + 1 if cut > start else end
             offsets, word_keys = ngram.keys(blob[start:end])
-            for stride in TEXT_STRIDES:
-                every = 1 if stride == 1 else stride + 1
-                h = ngram.ngram_hashes(word_keys, N, stride, every)
-                at_text, at_index = self.hashes.find(h)
-                if not len(at_text):
-                    continue
-                owner = self.owner[at_index]
+            # The n-grams of all strides looked up at once: a small piece costs one lookup's overhead, not four.
+            hashes = [ngram.ngram_hashes(word_keys, N, stride, _EVERY[stride]) for stride in TEXT_STRIDES]
+            sizes = np.array([len(h) for h in hashes])
+            at_all, at_index = self.hashes.find(np.concatenate(hashes))
+            if len(at_all):
+                which = np.searchsorted(np.cumsum(sizes), at_all, side="right")
+                word_at = (at_all - (np.cumsum(sizes) - sizes).take(which)) * _EVERY_OF.take(which)
+                owner = self.owner.take(at_index)
                 rot = owner >= real
                 if rot.any():
-                    rot_at.append(offsets[at_text[rot] * every] + start)
-                    at_text, at_index, owner = at_text[~rot], at_index[~rot], owner[~rot]
-                positions.append(offsets[at_text * every] + start)
+                    rot_at.append(offsets.take(word_at[rot]) + start)
+                    keep = ~rot
+                    word_at, at_index, owner, which = word_at[keep], at_index[keep], owner[keep], which[keep]
+                positions.append(offsets.take(word_at) + start)
                 found.append(at_index)
                 parts.append(owner)
-                strides.append(np.full(len(at_text), stride, np.int8))
+                strides.append(_STRIDE_OF.take(which))
             start = end
         rot_at = np.concatenate(rot_at) if rot_at else np.zeros(0, np.int64)
         if not positions:

@@ -159,9 +159,10 @@ def keys(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     b = np.frombuffer(blob, np.uint8)
     if not len(b):
         return np.zeros(0, np.int64), np.zeros(0, _U)
-    hidden, escape_at, escape_points = _escapes(b)
+    none = np.zeros(0, np.int64)
+    hidden, escape_at, escape_points = _escapes(b) if b"\\" in blob else (none, none, none)
     offsets, word_keys = _ascii_words(b, hidden)
-    if not len(escape_at) and not (b >= 0x80).any():
+    if not len(escape_at) and blob.isascii():
         return offsets, word_keys
     other_at, other_keys = _other_words(b, escape_at, escape_points)
     # Both are in text order and no two words start at one offset: merged, not sorted.
@@ -234,8 +235,8 @@ class HashSet:
 
     def _has(self, slots: np.ndarray) -> np.ndarray:
         """True or False per slot number (uint32)."""
-        # np.take rather than indexing: several times faster for a gather like this one (numpy 2).
-        bit = (np.take(self._bitmap, slots >> np.uint32(3)) >> (slots & np.uint32(7)).astype(np.uint8)) & np.uint8(1)
+        # take rather than indexing: several times faster for a gather like this one (numpy 2).
+        bit = (self._bitmap.take(slots >> np.uint32(3)) >> (slots & np.uint32(7)).astype(np.uint8)) & np.uint8(1)
         return bit.view(bool)
 
     def __len__(self) -> int:
@@ -243,10 +244,12 @@ class HashSet:
 
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indices into `hashes` that are members, in order, and their positions in `self.sorted`)."""
+        if not len(hashes):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         low, high = self._halves(hashes)
-        maybe = np.flatnonzero(self._has(high >> self._shift))
-        maybe = maybe[self._has(np.take(low, maybe) & self._mask)]
-        candidates = np.take(hashes, maybe)
+        maybe = self._has(high >> self._shift).nonzero()[0]
+        maybe = maybe[self._has(low.take(maybe) & self._mask)]
+        candidates = hashes.take(maybe)
         keep = self._has(self._mixed(candidates))
         maybe, candidates = maybe[keep], candidates[keep]
         if not len(maybe):
@@ -255,7 +258,7 @@ class HashSet:
         order = np.argsort(candidates)
         at = np.searchsorted(self.sorted, candidates[order])
         at[at == len(self.sorted)] = 0
-        found = np.take(self.sorted, at) == candidates[order]
+        found = self.sorted.take(at) == candidates[order]
         order, at = order[found], at[found]
         unsort = np.argsort(order)
-        return np.take(maybe, order[unsort]), np.take(at, unsort)
+        return maybe.take(order[unsort]), at.take(unsort)
