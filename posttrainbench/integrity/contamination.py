@@ -419,9 +419,10 @@ class Evidence:
 def _places(piece: decode.Piece, offsets: list[int]) -> dict[int, str]:
     """Where each offset of the piece is ("line 12", "row 3"): the line breaks before it counted once over the
     piece, in the order of the offsets."""
+    text = np.frombuffer(piece.text, np.uint8)
     places, last, before = {}, 0, 0
     for offset in sorted(set(offsets)):
-        before += piece.text.count(b"\n", last, offset)
+        before += decode.newlines(text[last:offset])
         places[offset] = f"{piece.unit} {piece.first + before}"
         last = offset
     return places
