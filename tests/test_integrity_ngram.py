@@ -39,6 +39,19 @@ def test_fast_keys_follow_the_exact_words(text):
     assert ngram.words(json.dumps(text)) == ngram.words(text) == ngram.words(json.dumps(text, ensure_ascii=False))
 
 
+def test_hash_set_finds_its_members_and_only_them():
+    rng = np.random.default_rng(5)
+    members = rng.integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64) * np.uint64(3)
+    hashes = ngram.HashSet(members)
+    probes = np.concatenate([rng.integers(0, 2**63, 200_000, dtype=np.int64).astype(np.uint64), members[::7]])
+    rng.shuffle(probes)
+    at, where = hashes.find(probes)
+    assert np.array_equal(at, np.flatnonzero(np.isin(probes, members)))  # in order, none missed, none extra
+    assert np.array_equal(hashes.sorted[where], probes[at])
+    again = ngram.HashSet(hashes.sorted, packed=hashes.packed())  # as loaded from the cache
+    assert all(np.array_equal(a, b) for a, b in zip(again.find(probes), (at, where), strict=True))
+
+
 def test_words_split_as_described():
     assert ngram.words("Janet’s ducks: 16/day") == ["janet", "s", "ducks", "16", "day"]
     assert ngram.words("你好，世界") == ["你", "好", "世", "界"]

@@ -708,7 +708,7 @@ def _folded(data: bytes) -> bytes:
             continue
         # Escaped lines are always written back unescaped; others only where folding changed them.
         replaced += [(start, end, after) for (start, end), before, after
-                     in zip(bounds, texts.split("\n"), folded.split("\n")) if escaped or after != before]
+                     in zip(bounds, texts.split("\n"), folded.split("\n"), strict=True) if escaped or after != before]
     if not replaced:
         return data
     out, last = [], 0
