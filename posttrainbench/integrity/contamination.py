@@ -4,7 +4,8 @@ Two stages. Candidates: word 5-grams of every test item (question, answer, solut
 5-grams of every second and third word, so that a copy with a filler word after every word, every second or every
 third word still gives candidates (scanned text is read with strides of 1 to 4 words). An n-gram shared by two
 items, or present in data a benchmark allows for training (GSM8K train), is dropped as no evidence of anything.
-Scanned text whose n-grams hit one item at least `MIN_HITS` times within about one item's length is a candidate.
+Scanned text whose n-grams hit one item at least `MIN_HITS` times within about one item's length is a candidate
+(text n-grams are looked up at every second word only, against half as many hits: `_EVERY`).
 Verification: on the exact words around the candidate, the share of each part's words covered by runs of four words
 found there (four words with single filler words between them, where the candidate came from strided n-grams). A
 part covered at `MIN_COVERAGE` or more is a match; that holds for verbatim and lightly reworded copies and for
@@ -46,7 +47,21 @@ MAX_HITS = 20
 COVER_N = 4
 ITEM_STRIDES = (1, 2, 3)  # n-grams of the items' words `stride` apart
 TEXT_STRIDES = (1, 2, 3, 4)  # text stride s meets item stride s - 1: one filler after every (s - 1)-th word
-_EVERY = {stride: 1 if stride == 1 else stride + 1 for stride in TEXT_STRIDES}  # n-grams read at every k-th word
+# The index holds the items' n-grams at every word; the text's are looked up only where they start at a multiple of
+# _EVERY[stride] words into a piece, about one lookup per word for all strides instead of 1.8. What is still always
+# found, with `need` halved (rounded up) to match:
+# - Stride 1: an unbroken copy of L words of a part has L - N + 1 consecutive n-gram starts, every second of them
+#   looked up, so L >= N - 1 + 2 * h words give h distinct hits: a part that needs h_0 hits at every word (`need`
+#   at build time) is a candidate wherever an unbroken copy of N - 1 + 2 * ceil(h_0 / 2) words is, the same length
+#   as before when h_0 is even and one word more when it is odd (8 words instead of 7 for short parts).
+# - Stride s + 1 >= 2 (a filler after every s-th word): in any s + 1 consecutive text words of such a copy, s start
+#   an n-gram of item stride s. The looked-up starts are multiples of k = _EVERY[s + 1], coprime to s + 1, so any
+#   s + 1 consecutive looked-up starts fall on every residue modulo s + 1 once and s of them hit: an item of W words
+#   copied so gives about W / k hits, W / 5, W / 7 and W / 9 for s = 1, 2, 3 against half the hits needed, where it
+#   gave W / 3, W / 4 and W / 5 against all of them before.
+# Fragments (an item cut across files) are candidates by the first rule, one piece at a time.
+_EVERY = {1: 2, 2: 5, 3: 7, 4: 9}
+SAMPLE = _EVERY[1]
 _EVERY_OF = np.array([_EVERY[stride] for stride in TEXT_STRIDES])
 _STRIDE_OF = np.array(TEXT_STRIDES, np.int8)
 FRAGMENT_WORDS = 8  # a fragment is an unbroken copy of this many words of a part, and of this share of it
@@ -56,7 +71,7 @@ ROT13_REACH = 16 << 10  # bytes around a rot13 n-gram of a test item decoded as 
 _ROT13 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
                          b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
 SETTINGS = {"n": N, "min_words": MIN_WORDS, "item_strides": ITEM_STRIDES, "min_hits": MIN_HITS,
-            "max_hits": MAX_HITS, "fold": 1, "rot13": 2}
+            "max_hits": MAX_HITS, "fold": 1, "rot13": 2, "sample": SAMPLE}
 
 
 @dataclass
@@ -99,7 +114,7 @@ class Index:
     hashes: ngram.HashSet
     owner: np.ndarray  # part number of each hash in hashes.sorted
     item_of: np.ndarray  # item number of each part
-    need: np.ndarray  # distinct hits a part needs to make its item a candidate (0: never)
+    need: np.ndarray  # distinct hits (at the sampled words) a part needs to make its item a candidate (0: never)
     span: np.ndarray  # per item: bytes around a candidate to verify it in
     sizes: dict[str, int]  # benchmark -> number of test items
     load_items: Callable[[], list[Item]]
@@ -156,7 +171,7 @@ class Index:
             hashes=kept,
             owner=owner,
             item_of=item_of,
-            need=np.minimum(indexed, np.clip(informative // 20, MIN_HITS, MAX_HITS)),
+            need=-(-np.minimum(indexed, np.clip(informative // 20, MIN_HITS, MAX_HITS)) // SAMPLE),
             span=np.array(spans, np.int64) + 64,
             sizes=dict(sizes),
             load_items=lambda: items,
@@ -202,7 +217,7 @@ class Index:
                 hit.transform = transform
                 hits.append(hit)
             fragments += pieces
-        if len(rot_at) >= MIN_HITS and not transform:
+        if len(rot_at) >= -(-MIN_HITS // SAMPLE) and not transform:
             # Only the stretches around rot13 n-grams are decoded and searched again.
             for lo, hi in _stretches(rot_at, ROT13_REACH, len(blob)):
                 more_hits, more_fragments = self.search(blob[lo:hi].translate(_ROT13), "rot13")
@@ -240,9 +255,7 @@ class Index:
 
     def _candidates(self, blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(offset, n-gram, part, text stride) of every indexed n-gram in blob, and the offsets of rot13 n-grams.
-        Strided n-grams are read at every (stride + 1)-th word only: the n-grams of a copy with fillers all start
-        on one residue class, which that sampling meets at every (stride + 1)-th n-gram, enough to find an item at
-        a fraction of the cost. Works piece by piece, each cut after a newline where there is one, so that numpy's
+        N-grams are read at every _EVERY[stride]-th word only (see there for what that still finds). Works piece by piece, each cut after a newline where there is one, so that numpy's
         temporaries stay in the CPU cache."""
         positions, found, parts, strides = [], [], [], []
         rot_at, real = [], len(self.need)
