@@ -1,6 +1,7 @@
 """The contamination index on every benchmark's real test items: the fast word keys agree with the exact words,
 copies are found in any of the shapes training data takes, and unrelated text of the same kinds is not."""
 
+import base64
 import json
 import sys
 from collections import defaultdict
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posttrainbench.integrity import contamination, ngram
+from posttrainbench.integrity import contamination, files, ngram
 
 sys.path.insert(0, str(Path(__file__).parent))
 from integrity_support import DATA, gsm8k_rows, paraphrase  # noqa: E402
@@ -92,3 +93,16 @@ def test_hits_report_where_they_are(index):
     (hit,) = index.scan(blob)
     assert (hit.benchmark, hit.item, hit.coverage) == ("gsm8k", "42", 1.0)
     assert blob[: hit.offset].count(b"\n") == 3
+
+
+def test_an_item_split_across_two_base64_json_lines_is_one_match(index, tmp_path):
+    # Small base64 JSON runs are decoded as one layer: the halves of a question meet again, where alone each would
+    # be a fragment only.
+    words = gsm8k_rows("test")[41]["question"].split()
+    halves = (words[: len(words) // 2], words[len(words) // 2 :])
+    lines = [base64.b64encode(json.dumps({"text": " ".join(half)}).encode()) for half in halves]
+    data = b"filler line\n" + b"\n".join(lines) + b"\n"
+    (tmp_path / "data.jsonl").write_bytes(data)
+    result = contamination.scan_file(index, tmp_path, files.Found("data.jsonl", len(data), "workspace"))
+    (match,) = result.matches
+    assert (match.benchmark, match.item, match.where, match.via) == ("gsm8k", "42", "line 1", "base64")

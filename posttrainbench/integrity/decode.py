@@ -628,22 +628,22 @@ def _json_log_or_text(handle: BinaryIO, head: bytes, size: int, ctx: Context, de
 def _text_pieces(read) -> Iterator[tuple[bytes, int]]:
     """Pieces of about CHUNK bytes cut after a line break (a line longer than 4 CHUNKs is cut where it reaches
     that), with the number of the line each starts with. The text after the last line break of a block waits for
-    the next; no block is copied more than once."""
+    the next; the last block is read ahead so that the text after the last line break stays with the lines before
+    it (a copy in a file's last two lines is not cut in two). No block is copied more than once."""
     line, carry = 1, b""
-    while True:
-        block = read(CHUNK)
-        if not block:
-            if carry:
-                yield carry, line
-            return
-        cut = block.rfind(b"\n") + 1
+    block = read(CHUNK)
+    while block:
+        following = read(CHUNK)
+        cut = block.rfind(b"\n") + 1 if following else len(block)
         if cut == 0:
             carry += block
+            block = following
             if len(carry) < 4 * CHUNK:
                 continue
             piece, carry = carry, b""  # one enormous line: scan it in parts
         else:
             piece, carry = carry + block[:cut], block[cut:]
+            block = following
         yield piece, line
         line += newlines(np.frombuffer(piece, np.uint8))
 
@@ -752,17 +752,21 @@ def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Itera
     yield Piece(data, "line", line, via)
     if depth >= MAX_DEPTH:
         return
-    # Decoded runs of plain text are scanned together (one layer for all of them); other formats one by one.
-    texts: dict[str, list[bytes]] = {}
+    # Decoded runs of plain text are scanned together (one layer for all of them), and so are small one-line JSON
+    # objects (a .jsonl of base64 lines), apart from the plain ones; other formats one by one. In a joined layer the
+    # evidence's "line k" is the k-th joined run of this piece (of its lines, for plain runs).
+    texts: dict[tuple[str, bool], list[bytes]] = {}
     for kind, run in _encoded_runs(data):
         decoded = _decode_run(kind, run)
         if decoded is None or not _worth_decoding(decoded):
             continue
         if _is_plain(decoded):
-            texts.setdefault(kind, []).append(decoded)
+            texts.setdefault((kind, False), []).append(decoded)
+        elif _is_json_line(decoded):
+            texts.setdefault((kind, True), []).append(decoded)
         else:
             yield from _member(decoded, ctx, depth, _join(via, kind), "")
-    for kind, runs in texts.items():
+    for (kind, _), runs in texts.items():
         yield from _member(b"\n".join(runs), ctx, depth, _join(via, kind), "")
     if ctx.detokenizer is not None and b"[" in data:
         rows = [[int(v) for v in re.findall(rb"\d+", m.group(0))] for m in _ID_LIST.finditer(data)]
@@ -856,6 +860,16 @@ def _is_plain(data: bytes) -> bool:
     head = data[:8192]
     return not (head.startswith(_ZIP) or head.startswith(tuple(_STREAMS)) or _is_pickle(head)
                 or head.lstrip().startswith(b"{") or _wide_encoding(head) is not None)
+
+
+JSON_LINE_CAP = 64 << 10  # joining saves a layer's fixed cost (tens of µs), which larger runs amortise anyway
+
+
+def _is_json_line(data: bytes) -> bool:
+    """A small one-line JSON object that decode() would read as text whether alone or first of several lines: no
+    zero byte (binary), not an agent transcript line, nothing an inspect log's test looks at ('"eval"')."""
+    return (len(data) <= JSON_LINE_CAP and data.lstrip().startswith(b"{") and b"\n" not in data
+            and b"\0" not in data and b'"eval"' not in data and not _is_transcript_line(_json_or_none(data)))
 
 
 _LETTERS = bytes(range(0x80, 0x100)) + b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # and non-ASCII
