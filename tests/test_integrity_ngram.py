@@ -106,3 +106,24 @@ def test_an_item_split_across_two_base64_json_lines_is_one_match(index, tmp_path
     result = contamination.scan_file(index, tmp_path, files.Found("data.jsonl", len(data), "workspace"))
     (match,) = result.matches
     assert (match.benchmark, match.item, match.where, match.via) == ("gsm8k", "42", "line 1", "base64")
+
+
+
+def _owners(index, text: str) -> np.ndarray:
+    """Part of each of the text's word 5-grams found in the index (stride 1, every word)."""
+    _, at = index.hashes.find(ngram.ngram_hashes(ngram.keys(text.encode())[1], contamination.N))
+    return index.owner[at]
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_the_shortest_unbroken_copy_the_sampling_guarantees_is_a_candidate(index, shift):
+    # contamination._EVERY: a part that needs h hits at the sampled words is a candidate wherever N - 1 + 2 * h of
+    # its words are copied unbroken (their n-grams all indexed), whichever word of the text the copy starts on.
+    number = next(n for n, item in enumerate(index.items) if (item.benchmark, item.id) == ("gsm8k", "42"))
+    words = index.items[number].segments[0][1].split()
+    part = _owners(index, " ".join(words))[0]
+    length = contamination.N - 1 + contamination.SAMPLE * int(index.need[part])
+    copy = next(" ".join(words[s : s + length]) for s in range(len(words) - length)
+                if list(_owners(index, " ".join(words[s : s + length]))) == [part] * (length - contamination.N + 1))
+    blob = ("zebra " * (7 + shift) + copy + " zebra" * 7).encode()
+    assert [cluster[0] for cluster in index._clusters(*index._candidates(blob)[:4])] == [number]
