@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from posttrainbench.integrity import contamination, decode, files, index_cache
-from posttrainbench.integrity.fold import fold
+from posttrainbench.integrity.fold import fold, fold_whole
 from posttrainbench.specs import get_benchmark
 
 
@@ -80,6 +80,45 @@ def test_folding_removes_tricks_and_keeps_lines():
     assert fold(plain) is plain
 
 
+def test_folding_a_whole_text_equals_folding_it_line_by_line():
+    lines = ["Ja\u200bnet’s duсks", "naïve café", "ｌａｙ 𝟏𝟔", "e\u0301 then \u0301 alone", "ﬁne", "Ελληνικά ok", "x"]
+    text = "\n".join(lines * 3)
+    assert fold_whole(text) == fold(text)
+    plain = "\n".join(["café", "naïve"])
+    assert fold_whole(plain) is plain
+
+
+def _runs_one_byte_at_a_time(data: bytes) -> list[tuple[str, bytes]]:
+    """What _encoded_runs is meant to give, the slow way: maximal runs of the base64 alphabet (URL-safe and padding
+    included) of MIN_RUN bytes or more that hold an aligned block of MIN_RUN / 2 standard-alphabet bytes."""
+    inside = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+    standard = inside - set(b"-_=")
+    block, runs, start = decode.MIN_RUN // 2, [], None
+    for at in range(len(data) + 1):
+        if at < len(data) and data[at] in inside:
+            start = at if start is None else start
+            continue
+        if start is not None and at - start >= decode.MIN_RUN:
+            first = -(-start // block) * block
+            if any(all(c in standard for c in data[b : b + block]) for b in range(first, at - block + 1, block)):
+                run = data[start:at]
+                runs.append(("hex" if all(c in b"0123456789abcdefABCDEF" for c in run) else "base64", run))
+        start = None
+    return runs
+
+
+def test_encoded_runs_are_found_as_defined():
+    import base64
+    import random
+
+    rng = random.Random(3)
+    parts = [b" ", b"\n", b"snake_case_name", b"-", b"_", b"=", "é".encode(), b"deadbeef" * 7, b"A" * 30]
+    for _ in range(200):
+        data = b"".join(rng.choice(parts) if rng.random() < 0.7 else base64.b64encode(rng.randbytes(rng.randint(1, 90)))
+                        for _ in range(rng.randint(1, 40)))
+        assert list(decode._encoded_runs(data)) == _runs_one_byte_at_a_time(data)
+
+
 def test_walk_covers_every_agent_folder_and_no_link(tmp_path, shared_data):
     run = tmp_path / "run"
     for name in ("task", "home", "tmp", "data", "eval", "logs", "service", "agent_data"):
@@ -114,7 +153,7 @@ def test_index_is_built_once_and_validated_by_hash(private_cache, shared_data):
     first = index_cache.load_or_build([aime], contamination.SETTINGS, build)
     again = index_cache.load_or_build([aime], contamination.SETTINGS, build)
     assert len(built) == 1
-    assert isinstance(again.hashes.sorted, np.memmap)
+    assert isinstance(again.hashes.sorted.base, np.memmap)  # a plain array over the mapped file, not a copy
     problem = dict(first.items[4].segments)["problem"]
     assert [h.item for h in again.scan(problem.encode())] == ["5"]
     assert again.sizes == {"aime2025": 30}

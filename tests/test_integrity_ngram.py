@@ -1,6 +1,7 @@
 """The contamination index on every benchmark's real test items: the fast word keys agree with the exact words,
 copies are found in any of the shapes training data takes, and unrelated text of the same kinds is not."""
 
+import base64
 import json
 import sys
 from collections import defaultdict
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posttrainbench.integrity import contamination, ngram
+from posttrainbench.integrity import contamination, files, ngram
 
 sys.path.insert(0, str(Path(__file__).parent))
 from integrity_support import DATA, gsm8k_rows, paraphrase  # noqa: E402
@@ -37,6 +38,19 @@ def test_fast_keys_follow_the_exact_words(text):
         assert np.array_equal(keys, ngram.keys(" ".join(exact).encode())[1])
     # Escaped or not, the same text gives the same words.
     assert ngram.words(json.dumps(text)) == ngram.words(text) == ngram.words(json.dumps(text, ensure_ascii=False))
+
+
+def test_hash_set_finds_its_members_and_only_them():
+    rng = np.random.default_rng(5)
+    members = rng.integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64) * np.uint64(3)
+    hashes = ngram.HashSet(members)
+    probes = np.concatenate([rng.integers(0, 2**63, 200_000, dtype=np.int64).astype(np.uint64), members[::7]])
+    rng.shuffle(probes)
+    at, where = hashes.find(probes)
+    assert np.array_equal(at, np.flatnonzero(np.isin(probes, members)))  # in order, none missed, none extra
+    assert np.array_equal(hashes.sorted[where], probes[at])
+    again = ngram.HashSet(hashes.sorted, packed=hashes.packed())  # as loaded from the cache
+    assert all(np.array_equal(a, b) for a, b in zip(again.find(probes), (at, where), strict=True))
 
 
 def test_words_split_as_described():
@@ -79,3 +93,37 @@ def test_hits_report_where_they_are(index):
     (hit,) = index.scan(blob)
     assert (hit.benchmark, hit.item, hit.coverage) == ("gsm8k", "42", 1.0)
     assert blob[: hit.offset].count(b"\n") == 3
+
+
+def test_an_item_split_across_two_base64_json_lines_is_one_match(index, tmp_path):
+    # Small base64 JSON runs are decoded as one layer: the halves of a question meet again, where alone each would
+    # be a fragment only.
+    words = gsm8k_rows("test")[41]["question"].split()
+    halves = (words[: len(words) // 2], words[len(words) // 2 :])
+    lines = [base64.b64encode(json.dumps({"text": " ".join(half)}).encode()) for half in halves]
+    data = b"filler line\n" + b"\n".join(lines) + b"\n"
+    (tmp_path / "data.jsonl").write_bytes(data)
+    result = contamination.scan_file(index, tmp_path, files.Found("data.jsonl", len(data), "workspace"))
+    (match,) = result.matches
+    assert (match.benchmark, match.item, match.where, match.via) == ("gsm8k", "42", "line 1", "base64")
+
+
+
+def _owners(index, text: str) -> np.ndarray:
+    """Part of each of the text's word 5-grams found in the index (stride 1, every word)."""
+    _, at = index.hashes.find(ngram.ngram_hashes(ngram.keys(text.encode())[1], contamination.N))
+    return index.owner[at]
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_the_shortest_unbroken_copy_the_sampling_guarantees_is_a_candidate(index, shift):
+    # contamination._EVERY: a part that needs h hits at the sampled words is a candidate wherever N - 1 + 2 * h of
+    # its words are copied unbroken (their n-grams all indexed), whichever word of the text the copy starts on.
+    number = next(n for n, item in enumerate(index.items) if (item.benchmark, item.id) == ("gsm8k", "42"))
+    words = index.items[number].segments[0][1].split()
+    part = _owners(index, " ".join(words))[0]
+    length = contamination.N - 1 + contamination.SAMPLE * int(index.need[part])
+    copy = next(" ".join(words[s : s + length]) for s in range(len(words) - length)
+                if list(_owners(index, " ".join(words[s : s + length]))) == [part] * (length - contamination.N + 1))
+    blob = ("zebra " * (7 + shift) + copy + " zebra" * 7).encode()
+    assert [cluster[0] for cluster in index._clusters(*index._candidates(blob)[:4])] == [number]

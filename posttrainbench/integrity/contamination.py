@@ -4,7 +4,8 @@ Two stages. Candidates: word 5-grams of every test item (question, answer, solut
 5-grams of every second and third word, so that a copy with a filler word after every word, every second or every
 third word still gives candidates (scanned text is read with strides of 1 to 4 words). An n-gram shared by two
 items, or present in data a benchmark allows for training (GSM8K train), is dropped as no evidence of anything.
-Scanned text whose n-grams hit one item at least `MIN_HITS` times within about one item's length is a candidate.
+Scanned text whose n-grams hit one item at least `MIN_HITS` times within about one item's length is a candidate
+(text n-grams are looked up at every second word only, against half as many hits: `_EVERY`).
 Verification: on the exact words around the candidate, the share of each part's words covered by runs of four words
 found there (four words with single filler words between them, where the candidate came from strided n-grams). A
 part covered at `MIN_COVERAGE` or more is a match; that holds for verbatim and lightly reworded copies and for
@@ -23,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,23 @@ MAX_HITS = 20
 COVER_N = 4
 ITEM_STRIDES = (1, 2, 3)  # n-grams of the items' words `stride` apart
 TEXT_STRIDES = (1, 2, 3, 4)  # text stride s meets item stride s - 1: one filler after every (s - 1)-th word
+# The index holds the items' n-grams at every word; the text's are looked up only where they start at a multiple of
+# _EVERY[stride] words into a piece, about one lookup per word for all strides instead of 1.8. What is still always
+# found, with `need` halved (rounded up) to match:
+# - Stride 1: an unbroken copy of L words of a part has L - N + 1 consecutive n-gram starts, every second of them
+#   looked up, so L >= N - 1 + 2 * h words give h distinct hits: a part that needs h_0 hits at every word (`need`
+#   at build time) is a candidate wherever an unbroken copy of N - 1 + 2 * ceil(h_0 / 2) words is, the same length
+#   as before when h_0 is even and one word more when it is odd (8 words instead of 7 for short parts).
+# - Stride s + 1 >= 2 (a filler after every s-th word): in any s + 1 consecutive text words of such a copy, s start
+#   an n-gram of item stride s. The looked-up starts are multiples of k = _EVERY[s + 1], coprime to s + 1, so any
+#   s + 1 consecutive looked-up starts fall on every residue modulo s + 1 once and s of them hit: an item of W words
+#   copied so gives about W / k hits, W / 5, W / 7 and W / 9 for s = 1, 2, 3 against half the hits needed, where it
+#   gave W / 3, W / 4 and W / 5 against all of them before.
+# Fragments (an item cut across files) are candidates by the first rule, one piece at a time.
+_EVERY = {1: 2, 2: 5, 3: 7, 4: 9}
+SAMPLE = _EVERY[1]
+_EVERY_OF = np.array([_EVERY[stride] for stride in TEXT_STRIDES])
+_STRIDE_OF = np.array(TEXT_STRIDES, np.int8)
 FRAGMENT_WORDS = 8  # a fragment is an unbroken copy of this many words of a part, and of this share of it
 FRAGMENT_SHARE = 0.2
 PIECE = 1 << 20
@@ -52,7 +71,7 @@ ROT13_REACH = 16 << 10  # bytes around a rot13 n-gram of a test item decoded as 
 _ROT13 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
                          b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
 SETTINGS = {"n": N, "min_words": MIN_WORDS, "item_strides": ITEM_STRIDES, "min_hits": MIN_HITS,
-            "max_hits": MAX_HITS, "fold": 1, "rot13": 2}
+            "max_hits": MAX_HITS, "fold": 1, "rot13": 2, "sample": SAMPLE}
 
 
 @dataclass
@@ -78,6 +97,16 @@ class _Part:
     name: str
     words: list[str]
     min_coverage: float
+    runs: np.ndarray  # code of each run of COVER_N consecutive words (`_run_codes`)
+    letters: np.ndarray  # per word: not a number
+
+
+@dataclass
+class _Parts:
+    """The verifiable parts of one item, and the numbering of the item's distinct words their runs are coded in."""
+
+    vocabulary: dict[str, int]  # word -> 1, 2, ...; 0 is any other word
+    parts: list[_Part]
 
 
 @dataclass
@@ -85,12 +114,12 @@ class Index:
     hashes: ngram.HashSet
     owner: np.ndarray  # part number of each hash in hashes.sorted
     item_of: np.ndarray  # item number of each part
-    need: np.ndarray  # distinct hits a part needs to make its item a candidate (0: never)
+    need: np.ndarray  # distinct hits (at the sampled words) a part needs to make its item a candidate (0: never)
     span: np.ndarray  # per item: bytes around a candidate to verify it in
     sizes: dict[str, int]  # benchmark -> number of test items
     load_items: Callable[[], list[Item]]
     canaries: dict[bytes, str] = field(default_factory=dict)  # canary -> benchmark
-    _parts: dict[int, list[_Part]] = field(default_factory=dict)
+    _parts: dict[int, _Parts] = field(default_factory=dict)
 
     @functools.cached_property
     def items(self) -> list[Item]:
@@ -142,7 +171,7 @@ class Index:
             hashes=kept,
             owner=owner,
             item_of=item_of,
-            need=np.minimum(indexed, np.clip(informative // 20, MIN_HITS, MAX_HITS)),
+            need=-(-np.minimum(indexed, np.clip(informative // 20, MIN_HITS, MAX_HITS)) // SAMPLE),
             span=np.array(spans, np.int64) + 64,
             sizes=dict(sizes),
             load_items=lambda: items,
@@ -150,15 +179,28 @@ class Index:
         )
 
     def parts(self, number: int) -> list[_Part]:
+        return self._item_parts(number).parts
+
+    def _item_parts(self, number: int) -> _Parts:
         if number not in self._parts:
             item = self.items[number]
-            self._parts[number] = []
-            for name, text in item.segments:
+            texts = [(name, ngram.words(text)) for name, text in item.segments]
+            vocabulary: dict[str, int] = {}
+            for _, words in texts:
+                for word in words:
+                    vocabulary.setdefault(word, len(vocabulary) + 1)
+            if (len(vocabulary) + 1) ** COVER_N >= 1 << 63:
+                raise PtbError(f"{item.benchmark} item {item.id} has too many distinct words to verify matches of")
+            parts = []
+            for name, words in texts:
                 min_words, min_coverage = STRICTER.get((item.benchmark, name), (MIN_WORDS, MIN_COVERAGE))
-                words = ngram.words(text)
+                letters = np.array([not w.isdigit() for w in words], bool)
                 # A part that is mostly numbers matches tables of numbers anywhere.
-                if len(words) >= min_words and 2 * sum(not w.isdigit() for w in words) >= min_words:
-                    self._parts[number].append(_Part(name, words, min_coverage))
+                if len(words) >= min_words and 2 * int(letters.sum()) >= min_words:
+                    ids = np.array([vocabulary[w] for w in words], np.int64)
+                    runs = _run_codes(ids, len(vocabulary) + 1, _CONSECUTIVE)
+                    parts.append(_Part(name, words, min_coverage, runs, letters))
+            self._parts[number] = _Parts(vocabulary, parts)
         return self._parts[number]
 
     def scan(self, blob: bytes) -> list[Hit]:
@@ -169,26 +211,13 @@ class Index:
         """(verified test items, fragments of items) in blob."""
         positions, found, parts, strides, rot_at = self._candidates(blob)
         hits, fragments = [], []
-        if len(positions):
-            items = self.item_of[parts]
-            order = np.lexsort((positions, items))
-            items, positions, found = items[order], positions[order], found[order]
-            parts, strides = parts[order], strides[order]
-            for group in np.split(np.arange(len(items)), np.flatnonzero(np.diff(items)) + 1):
-                number = int(items[group[0]])
-                pos = positions[group]
-                for cluster in np.split(group, np.flatnonzero(np.diff(pos) > self.span[number]) + 1):
-                    _, distinct = np.unique(found[cluster], return_index=True)
-                    hit_parts, counts = np.unique(parts[cluster][distinct], return_counts=True)
-                    if not np.any(counts >= np.maximum(self.need[hit_parts], 1)):
-                        continue
-                    lo, hi = int(positions[cluster[0]]), int(positions[cluster[-1]])
-                    hit, pieces = self._verify(number, blob, lo, hi, gapped=bool(strides[cluster].max() > 1))
-                    if hit:
-                        hit.transform = transform
-                        hits.append(hit)
-                    fragments += pieces
-        if len(rot_at) >= MIN_HITS and not transform:
+        for number, lo, hi, gapped in self._clusters(positions, found, parts, strides):
+            hit, pieces = self._verify(number, blob, lo, hi, gapped)
+            if hit:
+                hit.transform = transform
+                hits.append(hit)
+            fragments += pieces
+        if len(rot_at) >= -(-MIN_HITS // SAMPLE) and not transform:
             # Only the stretches around rot13 n-grams are decoded and searched again.
             for lo, hi in _stretches(rot_at, ROT13_REACH, len(blob)):
                 more_hits, more_fragments = self.search(blob[lo:hi].translate(_ROT13), "rot13")
@@ -198,11 +227,35 @@ class Index:
                 fragments += more_fragments
         return hits, fragments
 
+    def _clusters(self, positions: np.ndarray, found: np.ndarray, parts: np.ndarray,
+                  strides: np.ndarray) -> list[tuple[int, int, int, bool]]:
+        """(item number, offset of the first and of the last candidate, whether strided n-grams are among them) of
+        each cluster of one item's candidates, no two more than the item's span apart, in which one part has the
+        distinct n-grams it needs, in the order of item number and offset. All clusters are looked at together:
+        a large file has hundreds of thousands of candidates."""
+        if not len(positions):
+            return []
+        items = np.take(self.item_of, parts)
+        order = np.lexsort((positions, items))
+        items, positions, found, parts, strides = (np.take(a, order) for a in (items, positions, found, parts, strides))
+        new = np.ones(len(items), bool)
+        new[1:] = (items[1:] != items[:-1]) | (np.diff(positions) > np.take(self.span, items[1:]))
+        cluster = np.cumsum(new) - 1
+        # Distinct n-grams of each cluster (an n-gram belongs to one part), then how many of each part.
+        _, first = np.unique(cluster * len(self.hashes) + found, return_index=True)
+        count = len(self.need)
+        pairs, hits = np.unique(cluster[first] * count + parts[first], return_counts=True)
+        enough = hits >= np.maximum(np.take(self.need, pairs % count), 1)
+        chosen = np.unique(pairs[enough] // count)
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(items)] - 1
+        gapped = np.maximum.reduceat(strides, starts) > 1
+        return [(int(items[starts[c]]), int(positions[starts[c]]), int(positions[ends[c]]), bool(gapped[c]))
+                for c in chosen.tolist()]
+
     def _candidates(self, blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(offset, n-gram, part, text stride) of every indexed n-gram in blob, and the offsets of rot13 n-grams.
-        Strided n-grams are read at every (stride + 1)-th word only: the n-grams of a copy with fillers all start
-        on one residue class, which that sampling meets at every (stride + 1)-th n-gram, enough to find an item at
-        a fraction of the cost. Works piece by piece, each cut after a newline where there is one, so that numpy's
+        N-grams are read at every _EVERY[stride]-th word only (see there for what that still finds). Works piece by piece, each cut after a newline where there is one, so that numpy's
         temporaries stay in the CPU cache."""
         positions, found, parts, strides = [], [], [], []
         rot_at, real = [], len(self.need)
@@ -214,21 +267,23 @@ class Index:
                 cut = max(blob.rfind(b"\n", start + PIECE // 2, end), blob.rfind(b" ", end - 4096, end))
                 end = cut + 1 if cut > start else end
             offsets, word_keys = ngram.keys(blob[start:end])
-            for stride in TEXT_STRIDES:
-                every = 1 if stride == 1 else stride + 1
-                h = ngram.ngram_hashes(word_keys, N, stride, every)
-                at_text, at_index = self.hashes.find(h)
-                if not len(at_text):
-                    continue
-                owner = self.owner[at_index]
+            # The n-grams of all strides looked up at once: a small piece costs one lookup's overhead, not four.
+            hashes = [ngram.ngram_hashes(word_keys, N, stride, _EVERY[stride]) for stride in TEXT_STRIDES]
+            sizes = np.array([len(h) for h in hashes])
+            at_all, at_index = self.hashes.find(np.concatenate(hashes))
+            if len(at_all):
+                which = np.searchsorted(np.cumsum(sizes), at_all, side="right")
+                word_at = (at_all - (np.cumsum(sizes) - sizes).take(which)) * _EVERY_OF.take(which)
+                owner = self.owner.take(at_index)
                 rot = owner >= real
                 if rot.any():
-                    rot_at.append(offsets[at_text[rot] * every] + start)
-                    at_text, at_index, owner = at_text[~rot], at_index[~rot], owner[~rot]
-                positions.append(offsets[at_text * every] + start)
+                    rot_at.append(offsets.take(word_at[rot]) + start)
+                    keep = ~rot
+                    word_at, at_index, owner, which = word_at[keep], at_index[keep], owner[keep], which[keep]
+                positions.append(offsets.take(word_at) + start)
                 found.append(at_index)
                 parts.append(owner)
-                strides.append(np.full(len(at_text), stride, np.int8))
+                strides.append(_STRIDE_OF.take(which))
             start = end
         rot_at = np.concatenate(rot_at) if rot_at else np.zeros(0, np.int64)
         if not positions:
@@ -241,11 +296,14 @@ class Index:
         span = int(self.span[number])
         start = max(lo - span, 0)
         window = ngram.words(blob[start : hi + span])
-        seen = _runs(window, gapped)
+        item_parts = self._item_parts(number)
+        vocabulary = item_parts.vocabulary
+        ids = np.fromiter(map(vocabulary.get, window, repeat(0)), np.int64, len(window))
+        seen = np.sort(_run_codes(ids, len(vocabulary) + 1, _GAPPED if gapped else _CONSECUTIVE))
         best, fragments = None, []
-        for index, part in enumerate(self.parts(number)):
-            covered = coverage_mask(part.words, seen)
-            score = _score(part.words, covered)
+        for index, part in enumerate(item_parts.parts):
+            covered = coverage_mask(part, seen)
+            score = _score(part.letters, covered)
             if score >= part.min_coverage and (best is None or score > best[1]):
                 best = (part.name, score)
             else:
@@ -260,7 +318,7 @@ class Index:
     def part_score(self, number: int, part: int, covered: np.ndarray) -> tuple[str, float, float]:
         """(name, score, needed score) of a part covered by `covered` (fragments united)."""
         p = self.parts(number)[part]
-        return p.name, _score(p.words, covered), p.min_coverage
+        return p.name, _score(p.letters, covered), p.min_coverage
 
     def find_canaries(self, blob: bytes) -> list[tuple[str, int]]:
         return [(bench, blob.find(c)) for c, bench in self.canaries.items() if c in blob]
@@ -288,36 +346,45 @@ def _stretches(at: np.ndarray, reach: int, size: int) -> list[tuple[int, int]]:
     return stretches
 
 
-def _runs(window: list[str], gapped: bool) -> set[tuple[str, ...]]:
-    """Runs of COVER_N words of the window; with `gapped`, also those with one word skipped between any two."""
-    seen = {tuple(window[i : i + COVER_N]) for i in range(len(window) - COVER_N + 1)}
-    if gapped:
-        for i in range(len(window)):
-            for a in (1, 2):
-                for b in (1, 2):
-                    for c in (1, 2):
-                        j, k, m = i + a, i + a + b, i + a + b + c
-                        if m < len(window):
-                            seen.add((window[i], window[j], window[k], window[m]))
-    return seen
+# Runs of COVER_N words as offsets of the 2nd, 3rd and 4th word from the 1st: consecutive, or (gapped) with up to
+# one word skipped between any two.
+_CONSECUTIVE = ((1, 2, 3),)
+_GAPPED = tuple((a, a + b, a + b + c) for a in (1, 2) for b in (1, 2) for c in (1, 2))
 
 
-def coverage_mask(part: list[str], seen: set[tuple[str, ...]]) -> np.ndarray:
-    """The part's words that lie in one of its runs of COVER_N words present in `seen`."""
-    covered = np.zeros(len(part), bool)
-    for i in range(len(part) - COVER_N + 1):
-        if tuple(part[i : i + COVER_N]) in seen:
-            covered[i : i + COVER_N] = True
+def _run_codes(ids: np.ndarray, base: int, shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """One code per run of COVER_N words of the given shapes: the words' numbers (< base) as the digits of a number
+    in that base, so that two runs have one code exactly when they have the same words (base ** COVER_N < 2 ** 63).
+    Words outside the item are all numbered 0; no run of the item has them, so no such run matches."""
+    codes = []
+    for shape in shapes:
+        count = len(ids) - shape[-1]
+        if count <= 0:
+            continue
+        code = ids[:count].copy()
+        for offset in shape:
+            code *= base
+            code += ids[offset : offset + count]
+        codes.append(code)
+    return np.concatenate(codes) if codes else np.zeros(0, np.int64)
+
+
+def coverage_mask(part: _Part, seen: np.ndarray) -> np.ndarray:
+    """The part's words that lie in one of its runs of COVER_N words whose code is in `seen` (sorted)."""
+    at = np.minimum(np.searchsorted(seen, part.runs), max(len(seen) - 1, 0))
+    found = np.take(seen, at) == part.runs if len(seen) else np.zeros(len(part.runs), bool)
+    covered = np.zeros(len(part.words), bool)
+    for k in range(COVER_N):
+        covered[k : k + len(found)] |= found
     return covered
 
 
-def _score(part: list[str], covered: np.ndarray) -> float:
-    """Covered share over all the part's words and over those that are not numbers, whichever is lower (runs of
-    numbers alone are everywhere)."""
-    words = np.array([not w.isdigit() for w in part], bool)
-    if not words.any():
+def _score(letters: np.ndarray, covered: np.ndarray) -> float:
+    """Covered share over all the part's words and over those that are not numbers (`letters`), whichever is lower
+    (runs of numbers alone are everywhere)."""
+    if not letters.any():
         return 0.0
-    return float(min(covered.mean(), covered[words].mean()))
+    return float(min(covered.mean(), covered[letters].mean()))
 
 
 def build_index(benchmarks: list[BenchmarkSpec]) -> Index:
@@ -362,10 +429,16 @@ class Evidence:
     via: str = ""  # how the text was decoded ("zip a.jsonl > base64"); empty for plain text
 
 
-def _where(piece: decode.Piece, newlines: np.ndarray, offset: int) -> str:
-    if piece.unit == "line":
-        return f"line {piece.first + int(np.searchsorted(newlines, offset))}"
-    return f"{piece.unit} {piece.first + int(np.searchsorted(newlines, offset))}"
+def _places(piece: decode.Piece, offsets: list[int]) -> dict[int, str]:
+    """Where each offset of the piece is ("line 12", "row 3"): the line breaks before it counted once over the
+    piece, in the order of the offsets."""
+    text = np.frombuffer(piece.text, np.uint8)
+    places, last, before = {}, 0, 0
+    for offset in sorted(set(offsets)):
+        before += decode.newlines(text[last:offset])
+        places[offset] = f"{piece.unit} {piece.first + before}"
+        last = offset
+    return places
 
 
 # The GPQA authors ask that its questions not be reposted in plain text: evidence names the item, quotes nothing.
@@ -408,16 +481,15 @@ def scan_file(index: Index, run_dir: Path, found: files.Found, detokenizer: Deto
                 result.fragments += fragments
             if not hits and not marks:
                 continue
-            newlines = np.flatnonzero(np.frombuffer(piece.text, np.uint8) == 10)
-            where = functools.partial(_where, piece, newlines)
+            where = _places(piece, [hit.offset for hit in hits] + [at for _, at in marks])
             for hit in hits:
                 excerpt = None
                 if hit.benchmark not in NO_EXCERPT:
                     excerpt = " ".join(piece.text[hit.offset : hit.offset + 160].decode("utf-8", "replace").split())
                 via = " > ".join(v for v in (piece.via, hit.transform) if v)
-                result.matches.append(Evidence(found.rel, kind, where(hit.offset), hit.benchmark, hit.item, hit.part,
+                result.matches.append(Evidence(found.rel, kind, where[hit.offset], hit.benchmark, hit.item, hit.part,
                                                hit.coverage, excerpt, via))
-            result.canaries += [{"file": found.rel, "kind": kind, "where": where(at), "benchmark": bench}
+            result.canaries += [{"file": found.rel, "kind": kind, "where": where[at], "benchmark": bench}
                                 for bench, at in marks]
     result.size = found.size
     result.format = "+".join(sorted(ctx.formats)) or "empty"

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from posttrainbench.integrity.fold import fold
+from posttrainbench.integrity.fold import fold_whole
 from posttrainbench.integrity.tokens import Detokenizer
 
 CHUNK = 16 << 20  # text is scanned in pieces of about this size
@@ -116,7 +116,7 @@ def _wide_encoding(head: bytes) -> str | None:
         if head.startswith(bom):
             return name
     sample = head[: len(head) // 4 * 4]
-    if len(sample) < 16:
+    if len(sample) < 16 or b"\0" not in sample:  # each test below needs zero bytes
         return None
     b = np.frombuffer(sample, np.uint8)
     zero = b == 0
@@ -142,7 +142,7 @@ def decode(handle: BinaryIO, size: int, ctx: Context, depth: int = 0, via: str =
         yield from _zip(handle, ctx, depth, via)
     elif len(head) >= 262 and head[257:262] == b"ustar":
         yield from _tar(tarfile.open(fileobj=handle, mode="r:"), ctx, depth, via)
-    elif any(head.startswith(magic) for magic in _STREAMS):
+    elif head.startswith(tuple(_STREAMS)):
         kind = next(k for magic, k in _STREAMS.items() if head.startswith(magic))
         yield from _stream(kind, handle, ctx, depth, via)
     elif head.startswith(b"PAR1"):
@@ -626,23 +626,27 @@ def _json_log_or_text(handle: BinaryIO, head: bytes, size: int, ctx: Context, de
 
 
 def _text_pieces(read) -> Iterator[tuple[bytes, int]]:
+    """Pieces of about CHUNK bytes cut after a line break (a line longer than 4 CHUNKs is cut where it reaches
+    that), with the number of the line each starts with. The text after the last line break of a block waits for
+    the next; the last block is read ahead so that the text after the last line break stays with the lines before
+    it (a copy in a file's last two lines is not cut in two). No block is copied more than once."""
     line, carry = 1, b""
-    while True:
-        block = read(CHUNK)
-        data = carry + block
-        if not block:
-            if data:
-                yield data, line
-            return
-        cut = data.rfind(b"\n") + 1
+    block = read(CHUNK)
+    while block:
+        following = read(CHUNK)
+        cut = block.rfind(b"\n") + 1 if following else len(block)
         if cut == 0:
-            carry = data
+            carry += block
+            block = following
             if len(carry) < 4 * CHUNK:
                 continue
-            cut = len(data)  # one enormous line: scan it in parts
-        piece, carry = data[:cut], data[cut:]
+            piece, carry = carry, b""  # one enormous line: scan it in parts
+        else:
+            # One copy: `carry + block[:cut]` copied the block twice, the larger part of this function's time.
+            piece, carry = b"".join((carry, memoryview(block)[:cut])), block[cut:]
+            block = following
         yield piece, line
-        line += piece.count(b"\n")
+        line += newlines(np.frombuffer(piece, np.uint8))
 
 
 def _text(handle, ctx: Context, depth: int, via: str, capped: bool = False) -> Iterator[Piece]:
@@ -678,42 +682,66 @@ def _unescape(match: re.Match) -> str:
 
 def _folded(data: bytes) -> bytes:
     """The piece with its Unicode folded (`fold`) and, where JSON escapes hide characters that folding changes,
-    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text."""
+    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text, all of
+    them in one string (folding never adds or removes a line break, and acts within lines), so a piece with many
+    such lines costs a few passes of C code, not a few Python calls per line."""
     escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\u" in data else []
     if not escapes and data.isascii():
         return data
     b = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(b == 10)
+    ends = _where_byte(b, lambda block: block == 10)
     starts = np.concatenate(([0], ends + 1))
     ends = np.concatenate((ends, [len(b)]))
     marked = np.zeros(len(starts), bool)
-    marked[np.searchsorted(ends, np.flatnonzero(b >= 0x80))] = True
+    marked[np.searchsorted(ends, _where_byte(b, lambda block: block >= 0x80))] = True
     escaped_lines = np.zeros(len(starts), bool)
     escaped_lines[np.searchsorted(ends, np.array(escapes, np.int64))] = True
-    out, last, changed = [], 0, False
-    for number in np.flatnonzero(marked | escaped_lines).tolist():
-        start, end, escaped = int(starts[number]), int(ends[number]), bool(escaped_lines[number])
-        text = data[start:end].decode("utf-8", "replace")
-        if escaped:
-            text = _UNICODE_ESCAPE.sub(_unescape, text)
-        folded = fold(text)
-        if folded is text and not escaped:
+    replaced: list[tuple[int, int, str]] = []
+    for numbers, escaped in ((np.flatnonzero(marked & ~escaped_lines), False), (np.flatnonzero(escaped_lines), True)):
+        bounds = list(zip(starts[numbers].tolist(), ends[numbers].tolist()))
+        if not bounds:
             continue
-        out += [data[last:start], folded.encode("utf-8", "replace")]
-        last, changed = end, True
-    if not changed:
+        texts = b"\n".join(data[start:end] for start, end in bounds).decode("utf-8", "replace")
+        if escaped:
+            texts = _UNICODE_ESCAPE.sub(_unescape, texts)
+        folded = fold_whole(texts)
+        if folded is texts and not escaped:
+            continue
+        # Escaped lines are always written back unescaped; others only where folding changed them.
+        replaced += [(start, end, after) for (start, end), before, after
+                     in zip(bounds, texts.split("\n"), folded.split("\n"), strict=True) if escaped or after != before]
+    if not replaced:
         return data
+    out, last = [], 0
+    for start, end, text in sorted(replaced):
+        out += [data[last:start], text.encode("utf-8", "replace")]
+        last = end
     out.append(data[last:])
     return b"".join(out)
 
 
-_BASE64 = np.zeros(256, bool)
-_BASE64[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")] = True
+_SLICE = 1 << 20
+
+
+def newlines(b: np.ndarray) -> int:
+    """How many line breaks the bytes `b` hold: numpy a slice at a time is several times faster than bytes.count."""
+    return sum(int(np.count_nonzero(b[lo : lo + _SLICE] == 10)) for lo in range(0, len(b), _SLICE))
+
+
+def _where_byte(b: np.ndarray, test) -> np.ndarray:
+    """Offsets of the bytes for which `test` (a numpy comparison) holds, a slice at a time: comparisons of a
+    16 MB piece in one go run out of the CPU cache and page-fault on their fresh temporaries."""
+    found = [np.flatnonzero(test(b[lo : lo + _SLICE])) + lo for lo in range(0, len(b), _SLICE)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
 _STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_SCREEN = bytes(1 if c in _STANDARD else 0 for c in range(256))
-_INSIDE = bytes(int(v) for v in _BASE64)
-_HEX = np.zeros(256, bool)
-_HEX[list(b"0123456789abcdefABCDEF")] = True
+_SCREEN = np.zeros(256, bool)
+_SCREEN[list(_STANDARD)] = True
+_INSIDE = bytes(1 if c in _STANDARD + b"-_=" else 0 for c in range(256))
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HIGHS = np.uint64(0x8080808080808080)
+_BELOW_PLUS = np.uint64(0x0101010101010101 * ord("+"))
 _ID_LIST = re.compile(rb"\[\s*\d{1,7}(?:\s*,\s*\d{1,7}){15,}\s*\]")
 
 
@@ -725,17 +753,21 @@ def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Itera
     yield Piece(data, "line", line, via)
     if depth >= MAX_DEPTH:
         return
-    # Decoded runs of plain text are scanned together (one layer for all of them); other formats one by one.
-    texts: dict[str, list[bytes]] = {}
+    # Decoded runs of plain text are scanned together (one layer for all of them), and so are small one-line JSON
+    # objects (a .jsonl of base64 lines), apart from the plain ones; other formats one by one. In a joined layer the
+    # evidence's "line k" is the k-th joined run of this piece (of its lines, for plain runs).
+    texts: dict[tuple[str, bool], list[bytes]] = {}
     for kind, run in _encoded_runs(data):
         decoded = _decode_run(kind, run)
         if decoded is None or not _worth_decoding(decoded):
             continue
         if _is_plain(decoded):
-            texts.setdefault(kind, []).append(decoded)
+            texts.setdefault((kind, False), []).append(decoded)
+        elif _is_json_line(decoded):
+            texts.setdefault((kind, True), []).append(decoded)
         else:
             yield from _member(decoded, ctx, depth, _join(via, kind), "")
-    for kind, runs in texts.items():
+    for (kind, _), runs in texts.items():
         yield from _member(b"\n".join(runs), ctx, depth, _join(via, kind), "")
     if ctx.detokenizer is not None and b"[" in data:
         rows = [[int(v) for v in re.findall(rb"\d+", m.group(0))] for m in _ID_LIST.finditer(data)]
@@ -748,42 +780,62 @@ def _expand(data: bytes, line: int, ctx: Context, depth: int, via: str) -> Itera
 def _encoded_runs(data: bytes) -> Iterator[tuple[str, bytes]]:
     """Runs of at least MIN_RUN base64 (or hex) characters. Such a run covers a whole aligned block of MIN_RUN / 2
     bytes, so text without such a block (most text) is passed over after one look at its blocks."""
-    block = MIN_RUN // 2
-    # The screen uses the standard alphabet only: snake_case names are not base64, and a URL-safe run this long
-    # nearly always has a block without '-' or '_'. bytes.translate is the fastest byte-class map there is.
-    screen = np.frombuffer(data.translate(_SCREEN), bool)
-    full = len(screen) // block * block
-    if not screen[:full].reshape(-1, block).all(axis=1).any():
-        return
-    b = np.frombuffer(data, np.uint8)
-    inside = np.frombuffer(data.translate(_INSIDE), bool)
     end = 0
-    for block_start in (np.flatnonzero(screen[:full].reshape(-1, block).all(axis=1)) * block).tolist():
+    for block_start in _screened_blocks(data, MIN_RUN // 2).tolist():
         if block_start < end:
             continue  # inside the run found last
-        start, end = _run_edge(inside, block_start, -1), _run_edge(inside, block_start + block, 1)
+        start, end = _run_edge(data, block_start, -1), _run_edge(data, block_start + MIN_RUN // 2, 1)
         if end - start >= MIN_RUN:
-            yield ("hex" if _HEX[b[start:end]].all() else "base64"), data[start:end]
+            run = data[start:end]
+            yield ("hex" if not run.translate(None, _HEX_DIGITS) else "base64"), run
 
 
-def _run_edge(inside: np.ndarray, at: int, step: int) -> int:
-    """Where the run of True around `at` ends going left (step -1: its first index) or right (its end)."""
-    reach = 4096
+def _screened_blocks(data: bytes, block: int) -> np.ndarray:
+    """Offsets of the aligned blocks of `block` bytes (a multiple of 8) made of the standard base64 alphabet only.
+    The screen leaves the URL-safe '-' and '_' out: snake_case names are not base64, and a URL-safe run this long
+    nearly always has a block without them. A block with a byte below '+' (a space, a line break, a quote) cannot
+    qualify, which takes three integer operations per eight bytes to tell ((x - n) & ~x has the high bit of a byte
+    set where a byte is below n, and perhaps above it); only the few blocks that pass are looked at byte by byte.
+    A slice at a time, so that the temporaries stay in the CPU cache."""
+    width = block // 8
+    words = np.frombuffer(data, "<u8", count=len(data) // block * width)
+    step = width << 15
+    maybe = []
+    for lo in range(0, len(words), step):
+        w = words[lo : lo + step]
+        x = w - _BELOW_PLUS
+        x &= ~w
+        x = x.reshape(-1, width)
+        bad = x[:, 0].copy()
+        for column in range(1, width):
+            bad |= x[:, column]
+        bad &= _HIGHS
+        maybe.append(np.flatnonzero(bad == 0) + lo // width)
+    start = np.concatenate(maybe) * block if maybe else np.zeros(0, np.int64)
+    if not len(start):
+        return start
+    at = start[:, None] + np.arange(block)
+    return start[np.take(_SCREEN, np.take(np.frombuffer(data, np.uint8), at)).all(axis=1)]
+
+
+def _run_edge(data: bytes, at: int, step: int) -> int:
+    """Where the run of base64 characters (URL-safe and padding included) around `at` ends going left (step -1:
+    its first index) or right (its end)."""
+    reach = 256
     while True:
         if step < 0:
-            window = inside[max(at - reach, 0) : at]
-            outside = np.flatnonzero(~window)
-            if len(outside):
-                return at - len(window) + int(outside[-1]) + 1
-            if at - reach <= 0:
+            low = max(at - reach, 0)
+            outside = data[low:at].translate(_INSIDE).rfind(b"\0")
+            if outside >= 0:
+                return low + outside + 1
+            if low == 0:
                 return 0
         else:
-            window = inside[at : at + reach]
-            outside = np.flatnonzero(~window)
-            if len(outside):
-                return at + int(outside[0])
-            if at + reach >= len(inside):
-                return len(inside)
+            outside = data[at : at + reach].translate(_INSIDE).find(b"\0")
+            if outside >= 0:
+                return at + outside
+            if at + reach >= len(data):
+                return len(data)
         reach *= 4
 
 
@@ -807,25 +859,35 @@ def _decode_run(kind: str, run: bytes) -> bytes | None:
 
 def _is_plain(data: bytes) -> bool:
     head = data[:8192]
-    return not (head.startswith(_ZIP) or any(head.startswith(m) for m in _STREAMS) or _is_pickle(head)
+    return not (head.startswith(_ZIP) or head.startswith(tuple(_STREAMS)) or _is_pickle(head)
                 or head.lstrip().startswith(b"{") or _wide_encoding(head) is not None)
 
 
-_LETTER = np.zeros(256, bool)
-_LETTER[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
-_LETTER[0x80:] = True  # bytes of non-ASCII characters
-_TEXT_BYTE = _LETTER.copy()
-_TEXT_BYTE[0x20:0x7F] = True
-_TEXT_BYTE[list(b"\t\n\r")] = True
+JSON_LINE_CAP = 64 << 10  # joining saves a layer's fixed cost (tens of µs), which larger runs amortise anyway
+
+
+def _is_json_line(data: bytes) -> bool:
+    """A small one-line JSON object that decode() would read as text whether alone or first of several lines: no
+    zero byte (binary), not an agent transcript line, nothing an inspect log's test looks at ('"eval"')."""
+    return (len(data) <= JSON_LINE_CAP and data.lstrip().startswith(b"{") and b"\n" not in data
+            and b"\0" not in data and b'"eval"' not in data and not _is_transcript_line(_json_or_none(data)))
+
+
+_LETTERS = bytes(range(0x80, 0x100)) + b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # and non-ASCII
+_TEXT_BYTES = _LETTERS + bytes(range(0x20, 0x7F)) + b"\t\n\r"
+
+
+def _share(data: bytes, among: bytes) -> float:
+    """Share of the bytes of `data` that are among the bytes `among` (bytes.translate deletes them, in C)."""
+    return (len(data) - len(data.translate(None, among))) / len(data)
 
 
 def _worth_decoding(data: bytes) -> bool:
     """Text, or a format decode() reads; not the random bytes of hashes and keys."""
     head = data[:8192]
-    if head.startswith(_ZIP) or any(head.startswith(m) for m in _STREAMS) or _is_pickle(head):
+    if head.startswith(_ZIP) or head.startswith(tuple(_STREAMS)) or _is_pickle(head):
         return True
-    b = np.frombuffer(head, np.uint8)
-    if len(b) < 16 or _TEXT_BYTE[b].mean() < 0.97 or _LETTER[b].mean() < 0.3:
+    if len(head) < 16 or _share(head, _TEXT_BYTES) < 0.97 or _share(head, _LETTERS) < 0.3:
         return False
     try:
         head.decode("utf-8")

@@ -53,3 +53,10 @@ def fold(text: str) -> str:
             lines[number] = _fold_line(line)
             changed = True
     return "\n".join(lines) if changed else text
+
+
+def fold_whole(text: str) -> str:
+    """What `fold` gives, with the whole text folded at once: for text made of lines that all have non-ASCII
+    characters, where looking at them one by one costs more than it saves. Folding acts within lines (a line break
+    separates normalisation runs, no mapping adds or removes one), so both ways give the same text."""
+    return _fold_line(text) if _needs_fold(text) else text

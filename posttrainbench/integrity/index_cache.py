@@ -104,7 +104,8 @@ def load(where: Path) -> "Index | None":
         for name in ARRAYS:
             if _sha256(where / f"{name}.npy") != record["sha256"][f"{name}.npy"]:
                 return None
-        arrays = {name: np.load(where / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        # Plain arrays over the mapped files: numpy.memmap adds a cost to every operation on them.
+        arrays = {name: np.asarray(np.load(where / f"{name}.npy", mmap_mode="r")) for name in ARRAYS}
     except (OSError, ValueError, KeyError):
         return None
     items_file, items_sha = where / "items.json", record["sha256"].get("items.json")

@@ -9,7 +9,7 @@ or not) and the same item as plain text give the same words.
 The fast path (`keys`, `ngram_hashes`, `HashSet`) works on raw bytes with numpy only: an ASCII word's key comes
 from its first 8 bytes (longer words sharing them collide, which only lets a few more candidates through), a
 non-ASCII character's from its code point, an n-gram hash is a polynomial over its keys, and membership is a
-bitmap probe followed by a binary search. Candidates are then verified on exact words (`words`), so the lossy
+Bloom filter probe followed by a binary search. Candidates are then verified on exact words (`words`), so the lossy
 keys never decide a match.
 """
 
@@ -80,13 +80,17 @@ def _ascii_words(b: np.ndarray, escaped: np.ndarray) -> tuple[np.ndarray, np.nda
     lower = b | np.uint8(32)  # digits already have bit 5 set, so this lowercases letters only
     is_word = ((lower - np.uint8(97)) < 26) | ((b - np.uint8(48)) < 10)
     is_word[escaped] = False
-    # Word bytes, separators zero, a zero byte in front and 8 behind so every 8-byte read stays inside.
-    code = np.zeros(len(b) + 9, np.uint8)
+    # Word bytes, separators zero, a zero byte in front and at least 8 behind so every 8-byte read stays inside.
+    code = np.zeros((len(b) // 8 + 2) * 8, np.uint8)
     np.multiply(lower, is_word, out=code[1 : len(b) + 1], casting="unsafe")
     present = code != 0
     starts = np.flatnonzero(present[1:] > present[:-1]) + 1
-    unaligned = np.ndarray(shape=(len(code) - 7,), dtype="<u8", buffer=code, strides=(1,))
-    x = unaligned[starts]
+    # The 8 bytes from each start, from the two aligned words they lie in (np.take of aligned words is several
+    # times faster than indexing an unaligned view; a shift by 64 gives 0).
+    aligned = code.view("<u8")
+    word, shift = starts >> 3, (starts & 7).astype(_U) << _U(3)
+    x = np.take(aligned, word) >> shift
+    x |= np.take(aligned, word + 1) << (_U(64) - shift)
     # Keep the bytes before the first zero byte (the word's end): t marks the first zero byte's high bit.
     t = (x - _ONES) & ~x & _HIGHS
     t &= ~t + _U(1)
@@ -117,12 +121,12 @@ def _utf8_chars(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     padded = np.concatenate([b, np.zeros(3, np.uint8)])
     two = np.flatnonzero((b >= 0xC2) & (b <= 0xDF))
     three = np.flatnonzero((b >= 0xE0) & (b <= 0xEF))
-    c1, c2 = padded[two + 1].astype(np.int64), padded[three + 1].astype(np.int64)
-    c3 = padded[three + 2].astype(np.int64)
+    c1, c2 = np.take(padded, two + 1).astype(np.int64), np.take(padded, three + 1).astype(np.int64)
+    c3 = np.take(padded, three + 2).astype(np.int64)
     two_ok = (c1 & 0xC0) == 0x80  # followed by continuation bytes, as valid UTF-8 is
     three_ok = ((c2 & 0xC0) == 0x80) & ((c3 & 0xC0) == 0x80)
-    points2 = ((b[two].astype(np.int64) & 0x1F) << 6) | (c1 & 0x3F)
-    points3 = ((b[three].astype(np.int64) & 0x0F) << 12) | ((c2 & 0x3F) << 6) | (c3 & 0x3F)
+    points2 = ((np.take(b, two).astype(np.int64) & 0x1F) << 6) | (c1 & 0x3F)
+    points3 = ((np.take(b, three).astype(np.int64) & 0x0F) << 12) | ((c2 & 0x3F) << 6) | (c3 & 0x3F)
     three_ok &= points3 >= 0x800  # overlong forms are invalid; a decoder replaces them
     return np.concatenate([two[two_ok], three[three_ok]]), np.concatenate([points2[two_ok], points3[three_ok]])
 
@@ -155,14 +159,15 @@ def keys(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     b = np.frombuffer(blob, np.uint8)
     if not len(b):
         return np.zeros(0, np.int64), np.zeros(0, _U)
-    hidden, escape_at, escape_points = _escapes(b)
+    none = np.zeros(0, np.int64)
+    hidden, escape_at, escape_points = _escapes(b) if b"\\" in blob else (none, none, none)
     offsets, word_keys = _ascii_words(b, hidden)
-    if not len(escape_at) and not (b >= 0x80).any():
+    if not len(escape_at) and blob.isascii():
         return offsets, word_keys
     other_at, other_keys = _other_words(b, escape_at, escape_points)
-    offsets = np.concatenate([offsets, other_at])
-    order = np.argsort(offsets, kind="stable")
-    return offsets[order], np.concatenate([word_keys, other_keys])[order]
+    # Both are in text order and no two words start at one offset: merged, not sorted.
+    place = np.searchsorted(offsets, other_at)
+    return np.insert(offsets, place, other_at), np.insert(word_keys, place, other_keys)
 
 
 def ngram_hashes(word_keys: np.ndarray, n: int, stride: int = 1, every: int = 1) -> np.ndarray:
@@ -190,28 +195,34 @@ def unique(values: np.ndarray) -> np.ndarray:
 
 
 class HashSet:
-    """A static set of 64-bit hashes: two byte-per-slot bitmaps, on the low and the high half of the hash, in front
-    of a sorted array, so nearly every probe of a non-member stops before the binary search."""
+    """A static set of 64-bit hashes: a Bloom filter in front of a sorted array, so nearly every probe of a
+    non-member stops before the binary search. The filter is one bitmap, eight slots a byte, probed at the hash's
+    high bits, at its low bits and (for the few that pass both) at the high bits of the hash times a constant. At 16
+    slots per member it is 4 MB for a million hashes, small enough to stay in the CPU cache, where two byte-per-slot
+    bitmaps of a like error rate would not (random reads from main memory were most of the scan's time); about one
+    non-member in a thousand reaches the binary search."""
 
     def __init__(self, hashes: np.ndarray, packed: np.ndarray | None = None):
-        """`packed`: `hashes` are sorted and unique already (a memory-mapped cache) and these are their bitmaps as
-        `packed()` gave them."""
-        self.sorted = hashes if packed is not None else unique(hashes.astype(_U))
-        # Under 1 slot in 10 set per bitmap (32 MB at most), so few probes of non-members reach the search.
-        bits = int(np.clip(np.ceil(np.log2(max(len(self.sorted), 1) * 10)), 12, 25))
+        """`packed`: `hashes` are sorted and unique already (a memory-mapped cache) and this is their bitmap as
+        `packed()` gave it."""
+        self.sorted = np.asarray(hashes) if packed is not None else unique(hashes.astype(_U))
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.sorted), 1) * 16)), 15, 29))
         self._shift = np.uint32(32 - bits)
+        self._mask = np.uint32((1 << bits) - 1)
+        self._mixed_shift = _U(64 - bits)
         if packed is not None:
-            self._first, self._second = np.unpackbits(packed).view(bool).reshape(2, 1 << bits)
+            self._bitmap = np.asarray(packed)
             return
-        self._first = np.zeros(1 << bits, bool)
-        self._second = np.zeros(1 << bits, bool)
+        slots = np.zeros(1 << bits, bool)
         low, high = self._halves(self.sorted)
-        self._first[low >> self._shift] = True
-        self._second[high >> self._shift] = True
+        slots[high >> self._shift] = True
+        slots[low & self._mask] = True
+        slots[self._mixed(self.sorted)] = True
+        self._bitmap = np.packbits(slots, bitorder="little")
 
     def packed(self) -> np.ndarray:
-        """Both bitmaps, eight slots a byte (for a cache on disk)."""
-        return np.packbits(np.concatenate([self._first, self._second]))
+        """The bitmap (for a cache on disk)."""
+        return self._bitmap
 
     @staticmethod
     def _halves(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,17 +230,35 @@ class HashSet:
         words = np.ascontiguousarray(hashes, dtype="<u8").view(np.uint32)
         return words[0::2], words[1::2]
 
+    def _mixed(self, hashes: np.ndarray) -> np.ndarray:
+        return ((hashes * _MIX) >> self._mixed_shift).astype(np.uint32)
+
+    def _has(self, slots: np.ndarray) -> np.ndarray:
+        """True or False per slot number (uint32)."""
+        # take rather than indexing: several times faster for a gather like this one (numpy 2).
+        bit = (self._bitmap.take(slots >> np.uint32(3)) >> (slots & np.uint32(7)).astype(np.uint8)) & np.uint8(1)
+        return bit.view(bool)
+
     def __len__(self) -> int:
         return len(self.sorted)
 
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices into `hashes` that are members, their positions in `self.sorted`)."""
+        """(indices into `hashes` that are members, in order, and their positions in `self.sorted`)."""
+        if not len(hashes):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         low, high = self._halves(hashes)
-        maybe = np.flatnonzero(self._first[low >> self._shift])
-        maybe = maybe[self._second[high[maybe] >> self._shift]]
+        maybe = self._has(high >> self._shift).nonzero()[0]
+        maybe = maybe[self._has(low.take(maybe) & self._mask)]
+        candidates = hashes.take(maybe)
+        keep = self._has(self._mixed(candidates))
+        maybe, candidates = maybe[keep], candidates[keep]
         if not len(maybe):
             return maybe, maybe
-        at = np.searchsorted(self.sorted, hashes[maybe])
+        # Searched in sorted order: numpy starts each search from where the last one ended, in memory it just read.
+        order = np.argsort(candidates)
+        at = np.searchsorted(self.sorted, candidates[order])
         at[at == len(self.sorted)] = 0
-        found = self.sorted[at] == hashes[maybe]
-        return maybe[found], at[found]
+        found = self.sorted.take(at) == candidates[order]
+        order, at = order[found], at[found]
+        unsort = np.argsort(order)
+        return maybe.take(order[unsort]), at.take(unsort)
