@@ -7,6 +7,7 @@ import random
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,8 +303,12 @@ def train(model, tokenizer, rows: list[dict], settings: Settings, steps: int, mi
         callbacks=[ClockCallback(clock, deadline)],
     )
     trainer.remove_callback(PrinterCallback)  # ClockCallback prints one readable line per log instead
-    trainer.train()
-    trainer.save_model(str(work / "adapter"))
+    with warnings.catch_warnings():
+        # Offline, peft cannot look the base model up on the hub to compare vocabularies when it saves a
+        # checkpoint and warns that it assumes none changed: the recipe never resizes the vocabulary.
+        warnings.filterwarnings("ignore", message="Could not find a config file in", category=UserWarning)
+        trainer.train()
+        trainer.save_model(str(work / "adapter"))
     log(f"training done at step {trainer.state.global_step}; LoRA adapter saved in {work / 'adapter'}")
     return trainer.model
 
