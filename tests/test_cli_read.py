@@ -82,3 +82,22 @@ def test_scores_reads_without_writing_and_fits_80_columns(store):
     assert {r["run"] for r in runs} == {r.id for r in store.runs()}
     assert _widest(ptb("scores", "--by", "benchmark", env=NARROW).stdout) <= 80
     assert _widest(ptb("scores", "--by", "run", env=NARROW).stdout) <= 80
+
+
+def test_read_commands_name_a_dead_harness_run_but_leave_it_as_stored(store, tmp_path):
+    import socket
+    import subprocess
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    run_id = "20260101-120009-dead00"
+    store.add_run(run_id, kind="agent", agent="claude:claude-opus-4-6", model="qwen3-1.7b-base",
+                  benchmark="gsm8k", seed=0, hours=10.0, run_dir=tmp_path / run_id, spec={})
+    store.set_status(run_id, "running")
+    store.db.execute("UPDATE runs SET harness_host=?, harness_pid=? WHERE id=?",
+                     (socket.gethostname(), int(gone.stdout), run_id))  # as if that process had run it
+    for argv in (("results",), ("show", "dead00"), ("scores",), ("trajectory", "dead00")):
+        shown = ptb(*argv, env=NARROW)
+        assert f"run {run_id} was interrupted" in shown.stdout + shown.stderr, argv
+        assert Store(paths.store_path()).get(run_id).status == "running", argv  # a read command writes nothing
+    assert store.reap_stale() == [run_id] and Store(paths.store_path()).get(run_id).status == "failed"

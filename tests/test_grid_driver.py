@@ -17,11 +17,12 @@ from posttrainbench.executors import facts
 from posttrainbench.executors import grid as grid_module
 from posttrainbench.executors import local as local_module
 from posttrainbench.executors.failures import classify
-from posttrainbench.executors.grid import grid_status, list_grids, resume_grid, run_grid
+from posttrainbench.executors.grid import resume_grid, run_grid
+from posttrainbench.executors.grid_status import grid_status, list_grids
 from posttrainbench.executors.local import Ended, LocalExecutor
-from posttrainbench.executors.pipeline import STAGES
 from posttrainbench.executors.scheduler import Job
 from posttrainbench.executors.slurm import copy_run, job_script
+from posttrainbench.executors.stages import STAGES
 from posttrainbench.executors.worker import reset_from
 from posttrainbench.specs.grid import load_grid
 from posttrainbench.store import Store

@@ -4,6 +4,7 @@ inspect-ai and torch take seconds to import; the evaluation, which needs them, r
 checked is an event (the module is in sys.modules or not), not a time.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -58,3 +59,17 @@ def test_help_and_a_bad_input_error_import_no_heavy_library():
 
 def test_the_check_sees_a_heavy_module():
     assert _heavy_after("import sys; sys.modules['torch'] = sys") == ["torch"]
+
+
+def test_grid_status_reads_the_store_without_loading_the_pipeline(tmp_path):
+    """`ptb grid status` is a read: it loads the store and the grid records, not the stages behind a run."""
+    script = textwrap.dedent("""
+        import sys
+        from posttrainbench.cli.main import app
+        app(["grid", "status"], standalone_mode=False)
+        print("loaded:", *(m for m in ("posttrainbench.executors.pipeline", "aiohttp") if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "PTB_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].split()[1:] == []

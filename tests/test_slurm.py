@@ -13,7 +13,8 @@ from grid_support import EXPECTED, assert_no_shared_gpu, gpu_use, make_stopper, 
 from slurm_cluster import SlurmCluster, missing
 
 from posttrainbench.errors import PtbError
-from posttrainbench.executors.grid import grid_status, resume_grid, run_grid
+from posttrainbench.executors.grid import resume_grid, run_grid
+from posttrainbench.executors.grid_status import grid_status
 from posttrainbench.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=missing() or "")]

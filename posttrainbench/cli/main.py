@@ -195,7 +195,7 @@ def results(
     from posttrainbench.cli.views import machine, run_record
 
     fmt = _format(json_, csv_)
-    store = _store()
+    store = _store(reap=False)
     where = {k: v for k, v in {"benchmark": benchmark, "status": status}.items() if v}
     rows = store.runs(**where)
     if fmt != "table":
@@ -214,7 +214,7 @@ def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is 
 
     from posttrainbench.cli.views import print_story, run_story
 
-    store = _store()
+    store = _store(reap=False)
     row = store.get(_run_id(store, run_id))
     story = run_story(store, row)
     if json_:
@@ -272,7 +272,7 @@ def trajectory(run_id: Annotated[str, typer.Argument(help="run id (a unique pref
     from posttrainbench.agents.trajectory import render
     from posttrainbench.workspace.records import read_records
 
-    store = _store()
+    store = _store(reap=False)
     row = store.get(_run_id(store, run_id))
     if not row.run_dir:
         fail(f"run {row.id} has no run directory (a published number)")
@@ -403,7 +403,7 @@ def grid_resume(
 @grid_app.command("status")
 def grid_status_(name: Annotated[str | None, typer.Argument(help="grid name (default: list grids)")] = None) -> None:
     """Every cell of a grid, or the list of grids."""
-    from posttrainbench.executors.grid import grid_status, list_grids
+    from posttrainbench.executors.grid_status import grid_status, list_grids
 
     if name is None:
         for info in list_grids():
@@ -482,13 +482,13 @@ def scores(
 
     fmt = _format(json_, csv_)
     if fmt == "table":
-        out.print(scores_table(_store(), by=by, published=published, grid=grid, scorer=scorer))
+        out.print(scores_table(_store(reap=False), by=by, published=published, grid=grid, scorer=scorer))
         return
     from posttrainbench.cli.views import machine
     from posttrainbench.scoring import leaderboard
     from posttrainbench.scoring.tables import view_table
 
-    table = view_table(leaderboard(_store(), published=published, grid=grid, scorer=scorer,
+    table = view_table(leaderboard(_store(reap=False), published=published, grid=grid, scorer=scorer,
                                    bootstrap=0 if by == "run" else 1000), by)
     out.print(machine(table.rows, fmt), markup=False, highlight=False, soft_wrap=True, end="")
 
@@ -579,7 +579,7 @@ def report(
 
     from posttrainbench.report import build_report
 
-    index = build_report(_store(), out_dir, published=published, grid=grid, scorer=scorer)
+    index = build_report(_store(reap=False), out_dir, published=published, grid=grid, scorer=scorer)
     out.print(str(index))
     if open_:
         webbrowser.open(index.resolve().as_uri())
@@ -615,13 +615,19 @@ def _spec(cls, **fields):
         fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
 
-def _store():
+def _store(*, reap: bool = True):
+    """The store. Commands that start or change runs first mark runs whose harness died as failed; read commands
+    never write, and only say which runs that would be."""
     from posttrainbench import paths
     from posttrainbench.store import Store
 
     store = Store(paths.store_path())
-    for run_id in store.reap_stale():
-        console.print(f"[yellow]run {run_id} was interrupted: marked failed[/]")
+    if reap:
+        for run_id in store.reap_stale():
+            console.print(f"[yellow]run {run_id} was interrupted: marked failed[/]")
+    else:
+        for run_id in store.stale():
+            console.print(f"[yellow]run {run_id} was interrupted (its harness is gone): `ptb resume {run_id}`[/]")
     return store
 
 

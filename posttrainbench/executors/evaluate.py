@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posttrainbench import paths, units
-from posttrainbench.errors import PtbError
 from posttrainbench.evaluation.progress import reporting
 from posttrainbench.executors.facts import OOM_EXIT, EvaluationFailed
 from posttrainbench.workspace.layout import RunLayout

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from posttrainbench.executors import facts
-from posttrainbench.executors.pipeline import STAGES
+from posttrainbench.executors.stages import STAGES
 from posttrainbench.store import Store
 from posttrainbench.workspace.layout import RunLayout
 

@@ -14,19 +14,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from posttrainbench import paths, units
 from posttrainbench.errors import PtbError
-from posttrainbench.executors.cells import CellRow, Cells, GridInfo
+from posttrainbench.executors.cells import CellRow, Cells
 from posttrainbench.executors.failures import classify
+from posttrainbench.executors.grid_status import CellStatus, open_store, statuses
 from posttrainbench.executors.local import Ended, LocalExecutor, detect_gpus
-from posttrainbench.executors.pipeline import STAGES, create_run
+from posttrainbench.executors.pipeline import create_run
 from posttrainbench.executors.scheduler import Job
-from posttrainbench.executors.slurm import SlurmExecutor, queue_states
+from posttrainbench.executors.slurm import SlurmExecutor
+from posttrainbench.executors.stages import STAGES
 from posttrainbench.specs.grid import Cell, Grid, expand, load_grid
 from posttrainbench.store import Store
 from posttrainbench.untrusted import clean_text, escape_text
@@ -34,22 +35,6 @@ from posttrainbench.workspace.layout import RunLayout
 
 ExecutorName = Literal["local", "slurm"]
 LOCK = ".grid.lock"
-
-
-class CellStatus(BaseModel):
-    key: str
-    agent: str
-    model: str
-    benchmark: str
-    seed: int
-    state: str  # waiting, retry-wait, running, queued (Slurm), done, failed
-    attempts: int
-    run_id: str | None = None
-    stage: str | None = None  # the run's current or last stage
-    score: float | None = None
-    score_source: str | None = None  # final: the agent's model; base: the base model's score stands in
-    placement: str | None = None
-    reason: str | None = None  # why it waits for a retry or failed; for a base-scored run, why
 
 
 def run_grid(path: Path, *, executor: ExecutorName = "local", store: Path | None = None, runs_dir: Path | None = None,
@@ -66,31 +51,11 @@ def resume_grid(name: str, *, executor: ExecutorName | None = None, store: Path 
                 console: Console | None = None, poll_s: float = 2.0) -> list[CellStatus]:
     """Continue a stored grid by name, with the executor it last ran on unless another is named.
     `retry_failed` gives failed cells a fresh set of attempts (after fixing what made them fail)."""
-    with _open_store(store) as opened:
+    with open_store(store) as opened:
         info = Cells(opened).info(name)
     return _drive(info.grid, None, executor=executor or info.executor or "local", store_path=store,
                   runs_dir=Path(info.runs_dir), gpus=gpus, cpu_slots=cpu_slots, retry_failed=retry_failed,
                   console=console, poll_s=poll_s)
-
-
-def grid_status(name: str, *, store: Path | None = None) -> list[CellStatus]:
-    """Every cell of the grid, in grid order."""
-    with _open_store(store) as opened:
-        return _statuses(opened, Cells(opened), name)
-
-
-def list_grids(*, store: Path | None = None) -> list[GridInfo]:
-    with _open_store(store) as opened:
-        return Cells(opened).grids()
-
-
-@contextmanager
-def _open_store(path: Path | None) -> Iterator[Store]:
-    store = Store(path or paths.store_path())
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @contextmanager
@@ -108,7 +73,7 @@ def _drive(grid: Grid, source: Path | None, *, executor: str, store_path: Path |
            gpus: list[int] | None, cpu_slots: int, retry_failed: bool, console: Console | None,
            poll_s: float) -> list[CellStatus]:
     console = console or Console(stderr=True)
-    with _open_store(store_path) as store:
+    with open_store(store_path) as store:
         cells = Cells(store)
         registered = cells.runs_dir(grid.name)
         if registered and runs_dir and registered != Path(runs_dir).resolve():
@@ -123,7 +88,7 @@ def _drive(grid: Grid, source: Path | None, *, executor: str, store_path: Path |
             driver = _Driver(grid, plan, folder, store, cells, runner, console)
             driver.recover(retry_failed)
             driver.loop(poll_s)
-        return _statuses(store, cells, grid.name)
+        return statuses(store, cells, grid.name)
 
 
 class Executor(Protocol):
@@ -384,26 +349,3 @@ def _duration(seconds: float) -> str:
     hours, minutes = divmod(seconds // 60, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
-
-def _statuses(store: Store, cells: Cells, name: str) -> list[CellStatus]:
-    info = cells.info(name)
-    order = {cell.key: i for i, cell in enumerate(expand(info.grid))}
-    rows = sorted((r for r in cells.rows(name) if r.cell_key in order), key=lambda r: order[r.cell_key])
-    queue = queue_states([r.job_id for r in rows if r.state == "running" and r.job_id])
-    out = []
-    for row in rows:
-        run = store.get(row.run_id) if row.run_id else None
-        stages = {s["stage"] for s in store.stages(row.run_id)} if row.run_id else set()
-        stage = next((s for s in reversed(("prepare", *STAGES)) if s in stages), None)
-        state = row.state
-        if state == "waiting" and row.not_before and row.not_before > time.time():
-            state = "retry-wait"
-        if state == "running" and queue.get(row.job_id or "") == "PENDING":
-            state = "queued"
-        reason = row.reason or (run.error if run and run.score_source == "base" else None)
-        out.append(CellStatus(key=row.cell_key, agent=row.agent, model=row.model, benchmark=row.benchmark,
-                              seed=row.seed, state=state, attempts=row.attempts, run_id=row.run_id,
-                              stage=stage, score=run.score if run else None,
-                              score_source=run.score_source if run else None, placement=row.placement,
-                              reason=reason))
-    return out

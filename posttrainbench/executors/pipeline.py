@@ -23,7 +23,6 @@ from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest, read_manifest
 from posttrainbench.workspace.prepare import prepare
 
-STAGES = ("agent", "collect", "integrity", "evaluate", "score")
 
 
 class Score(BaseModel):

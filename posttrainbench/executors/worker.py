@@ -17,7 +17,8 @@ from pathlib import Path
 import psutil
 
 from posttrainbench.errors import PtbError
-from posttrainbench.executors.pipeline import STAGES, execute
+from posttrainbench.executors.pipeline import execute
+from posttrainbench.executors.stages import STAGES
 from posttrainbench.store import Store
 from posttrainbench.untrusted import clean_text
 from posttrainbench.workspace.layout import RunLayout

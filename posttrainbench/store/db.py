@@ -208,21 +208,21 @@ class Store:
         sql = "SELECT * FROM runs" + (f" WHERE {clause}" if clause else "") + " ORDER BY created_at, id"
         return [_row(r) for r in self.db.execute(sql, tuple(where.values()))]
 
-    def reap_stale(self) -> list[str]:
-        """Mark as failed the runs whose harness process on this host is gone (it crashed or was killed)."""
+    def stale(self) -> list[str]:
+        """The runs marked running whose harness process on this host is gone (it crashed or was killed)."""
         host = socket.gethostname()
-        reaped = []
-        for row in self.db.execute(
-            "SELECT id, harness_pid FROM runs WHERE status='running' AND harness_host=?", (host,)
-        ).fetchall():
-            if not _alive(row["harness_pid"]):
-                self.set_status(row["id"], "failed", "the harness stopped before the run finished")
-                self.db.execute(
-                    "UPDATE stages SET status='failed', ended_at=?, error='interrupted'"
-                    " WHERE run_id=? AND status='running'",
-                    (now(), row["id"]),
-                )
-                reaped.append(row["id"])
+        rows = self.db.execute("SELECT id, harness_pid FROM runs WHERE status='running' AND harness_host=?", (host,))
+        return [row["id"] for row in rows.fetchall() if not _alive(row["harness_pid"])]
+
+    def reap_stale(self) -> list[str]:
+        """Mark the stale runs (`stale`) failed, and their running stage interrupted."""
+        reaped = self.stale()
+        for run_id in reaped:
+            self.set_status(run_id, "failed", "the harness stopped before the run finished")
+            self.db.execute(
+                "UPDATE stages SET status='failed', ended_at=?, error='interrupted' WHERE run_id=? AND status='running'",
+                (now(), run_id),
+            )
         return reaped
 
 
