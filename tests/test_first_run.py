@@ -10,6 +10,7 @@ from posttrainbench.agents.launch import agent_failure
 from posttrainbench.errors import PtbError
 from posttrainbench.executors.preflight import check_machine
 from posttrainbench.specs import RunSpec, parse_agent
+from posttrainbench.specs.run import EvalSettings
 from posttrainbench.workspace.layout import RunLayout
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -167,3 +168,19 @@ def test_the_demo_is_quiet_and_shows_each_stage(small_model, bwrap):
     assert [n for n in NOISE if n in console] == [], console
     for line in ("ptb agent: started", "ptb evaluate: started", "its log: ", "HumanEval pass@1 on 1 items"):
         assert line in console, console
+
+
+def test_evaluation_settings_of_a_run_are_checked_before_it_exists(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vllm on it
+    monkeypatch.delenv("PTB_VLLM", raising=False)
+    spec = RunSpec(agent=parse_agent("reference"), model="smollm2-135m", benchmark="gsm8k", gpus=0, sandbox="none",
+                   network="offline", evaluation={"backend": "vllm"})
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(PtbError, match="backend vllm asked for but vllm is not installed"):
+            check_machine(spec)
+    check_machine(spec.model_copy(update={"evaluation": EvalSettings(backend="hf")}))
+    bad = ptb("run", "--agent", "reference", "--model", "smollm2-135m", "--benchmark", "gsm8k", "--gpus", "0",
+              "--max-connections", "0")
+    assert bad.returncode == 1 and "evaluation.max_connections" in bad.stderr

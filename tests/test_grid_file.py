@@ -161,3 +161,14 @@ def test_a_run_stored_before_a_new_default_setting_keeps_its_cell(tmp_path):
 def test_grid_takes_the_evaluation_token_cap(tmp_path):
     grid = load_grid(_write(tmp_path, GOOD.replace("seeds: 3", "seeds: 1\nmax_tokens: 64\nlimit: 5")))
     assert {(c.spec.max_tokens, c.spec.limit) for c in expand(grid)} == {(64, 5)}
+
+
+def test_grid_takes_the_evaluators_settings_and_refuses_unknown_ones(tmp_path):
+    text = GOOD.replace("seeds: 3", "seeds: 1\nevaluation: {backend: hf, max_connections: 8, gpu_memory_utilization: 0.5}")
+    settings = {c.spec.evaluation.runner_args().__repr__() for c in expand(load_grid(_write(tmp_path, text)))}
+    assert settings == {repr({"backend": "hf", "max_connections": 8, "gpu_memory_utilization": 0.5})}
+    for bad, message in (("{backend: tgi}", "evaluation.backend"), ("{max_connections: 0}", "evaluation.max_connections"),
+                         ("{gpu_memory_utilization: 1.5}", "evaluation.gpu_memory_utilization"),
+                         ("{batch: 4}", "evaluation.batch")):
+        with pytest.raises(PtbError, match=message):
+            load_grid(_write(tmp_path, GOOD.replace("seeds: 3", f"seeds: 1\nevaluation: {bad}")))

@@ -168,3 +168,43 @@ def test_agent_that_trains_on_the_test_set_is_flagged_and_scored_as_base(tmp_pat
     assert row.score == store.metrics(row.id)["base"]["accuracy"]
     report = json.loads((layout.root / "integrity.json").read_text())
     assert report["flags"]["contamination"] and report["checks"]["contamination"]["evidence"]
+
+
+def test_a_runs_evaluation_settings_reach_both_evaluations(tmp_path, small_model, monkeypatch):
+    """`evaluation` in a run's spec (run flags, grid YAML) is what the base and the final evaluation are run with,
+    and a base score measured with other settings is not taken from the cache."""
+    from posttrainbench import paths
+    from posttrainbench.evaluation import sandboxed
+    from posttrainbench.executors import evaluate
+    from posttrainbench.specs.run import EvalSettings
+
+    spec = RunSpec(agent=AgentSpec(scaffold="command", command=["true"]), model="smollm2-135m", benchmark="gsm8k",
+                   gpus=0, sandbox="none", network="offline", limit=1,
+                   evaluation={"backend": "hf", "max_connections": 3})
+    store = Store(paths.store_path())
+    manifest = create_run(spec, store)
+    seen = {}
+
+    def base_evaluation(model_path, benchmark, *, out_dir, settings, **_):
+        seen["base"] = settings
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text('{"accuracy": 0.5}')
+        return {"accuracy": 0.5}
+
+    class FinalEvaluation:
+        def __init__(self, manifest, **_):
+            pass
+
+        def evaluate(self, model_dir, work_dir, settings, **_):
+            seen["final"] = settings
+            return {"accuracy": 0.5}
+
+    monkeypatch.setattr(evaluate, "run_evaluation", base_evaluation)
+    monkeypatch.setattr(sandboxed, "SandboxedEvaluation", FinalEvaluation)
+    layout = RunLayout(Path(store.get(manifest.run_id).run_dir))
+    evaluate.evaluate_base(manifest, layout, log=lambda _: None)
+    evaluate.evaluate_model(manifest, tmp_path, tmp_path / "final", log=lambda _: None)
+    assert seen["base"] == {"backend": "hf", "max_connections": 3}
+    assert {k: seen["final"].get(k) for k in ("backend", "max_connections")} == {"backend": "hf", "max_connections": 3}
+    plain = manifest.model_copy(update={"spec": spec.model_copy(update={"evaluation": EvalSettings()})})
+    assert evaluate._base_key(manifest) != evaluate._base_key(plain)

@@ -66,6 +66,11 @@ def run(
     test_access: Annotated[str, typer.Option(help="hidden (test items stay outside the sandbox; evaluate.py asks "
                                              "the harness's evaluation service) or visible (the original's setup)")
                            ] = "hidden",
+    backend: Annotated[str, typer.Option(help="the harness's evaluations: auto, hf or vllm")] = "auto",
+    max_connections: Annotated[int | None, typer.Option(help="the harness's evaluations: concurrent generations "
+                                                        "(hf: the batch size) [default: every item]")] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option(help="the harness's evaluations, vllm: share of "
+                                                                 "GPU memory to use")] = None,
 ) -> None:
     """Run one agent on one base model and benchmark, then evaluate and store the score."""
     from posttrainbench.executors.pipeline import create_run
@@ -76,7 +81,10 @@ def run(
     spec = _spec(RunSpec, agent=parse_agent(agent, [command] if command else None, mount), model=model,
                  benchmark=benchmark, hours=hours, gpus=gpus, seed=seed, limit=limit, sandbox=sandbox,
                  network=network, max_tokens=max_tokens, llm=_llm_limits(llm_max_usd, llm_max_tokens),
-                 sandbox_limits={k: v for k, v in asked.items() if v is not None}, test_access=test_access)
+                 sandbox_limits={k: v for k, v in asked.items() if v is not None}, test_access=test_access,
+                 evaluation={k: v for k, v in {"backend": backend, "max_connections": max_connections,
+                                               "gpu_memory_utilization": gpu_memory_utilization}.items()
+                             if v is not None})
     if sandbox == "none":
         console.print("[bold yellow]warning:[/] --sandbox none runs the agent WITHOUT isolation")
     check_machine(spec)

@@ -51,13 +51,15 @@ except BaseException as exc:
 
 def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir: Path, limit: int | None,
                    max_tokens: int | None = None, fewshot_mode: bool = False, shots: int | None = None,
-                   label: str = "the model", metadata: dict | None = None,
+                   label: str = "the model", metadata: dict | None = None, settings: dict | None = None,
                    log: Callable[[str], None] = print, state_file: Path | None = None) -> dict:
     """`metadata` (run_id, agent, label: base/final/baseline) goes into the inspect log with the real model path;
-    `state_file` keeps the latest progress (progress.ProgressReporter) while it runs."""
+    `settings` are further runner arguments (EvalSettings.runner_args); `state_file` keeps the latest progress
+    (progress.ProgressReporter) while it runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     args = {"model_path": str(model_path), "benchmark": benchmark, "out_dir": str(out_dir),
-            "base_model": base_model, "limit": limit, "max_tokens": max_tokens, "metadata": metadata or {}}
+            "base_model": base_model, "limit": limit, "max_tokens": max_tokens, "metadata": metadata or {},
+            **(settings or {})}
     if fewshot_mode:
         args.update(fewshot_mode=True, shots=shots)
     log_path = out_dir / "evaluate.log"
@@ -85,11 +87,12 @@ def run_evaluation(model_path: Path, benchmark: str, *, base_model: str, out_dir
 
 
 def _base_key(manifest: RunManifest) -> str:
-    blob = json.dumps(
-        [manifest.model.model_dump(), manifest.benchmark.model_dump(), manifest.spec.limit, manifest.spec.max_tokens,
-         manifest.versions.get("posttrainbench")],
-        sort_keys=True,
-    )
+    parts = [manifest.model.model_dump(), manifest.benchmark.model_dump(), manifest.spec.limit, manifest.spec.max_tokens,
+             manifest.versions.get("posttrainbench")]
+    evaluation = manifest.spec.evaluation.runner_args()
+    if evaluation:  # default settings keep the key that cached scores were stored under
+        parts.append(evaluation)
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -106,8 +109,8 @@ def evaluate_base(manifest: RunManifest, layout: RunLayout, *, log: Callable[[st
             run_evaluation(Path(manifest.base_model_dir), manifest.benchmark.id, base_model=manifest.model.id,
                            out_dir=tmp, limit=manifest.spec.limit, max_tokens=manifest.spec.max_tokens,
                            label=f"the base model {manifest.model.id}",
-                           metadata={"label": "base", "run_id": manifest.run_id}, log=log,
-                           state_file=layout.progress)
+                           metadata={"label": "base", "run_id": manifest.run_id},
+                           settings=manifest.spec.evaluation.runner_args(), log=log, state_file=layout.progress)
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
         else:
@@ -134,7 +137,8 @@ def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *, ba
                                     gpus=_gpu_indices(manifest.spec.gpus), env=_passthrough_env(),
                                     deadline=time.time() + FINAL_TIME_LIMIT_S)
     settings = {"limit": manifest.spec.limit, "max_tokens": manifest.spec.max_tokens,
-                "metadata": {"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name}}
+                "metadata": {"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name},
+                **manifest.spec.evaluation.runner_args()}
     log(f"evaluating the agent's model on {manifest.benchmark.id} in a sandbox; its log: {out_dir / 'evaluate.log'}")
     try:
         with reporting("the agent's model", log, state_file) as progress:

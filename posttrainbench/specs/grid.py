@@ -16,7 +16,7 @@ from posttrainbench.specs.agents import AgentSpec
 from posttrainbench.specs.benchmarks import get_benchmark
 from posttrainbench.specs.models import get_model
 from posttrainbench.specs.limits import SandboxLimits
-from posttrainbench.specs.run import LlmLimits, NetworkMode, RunSpec, SandboxKind, TestAccess
+from posttrainbench.specs.run import EvalSettings, LlmLimits, NetworkMode, RunSpec, SandboxKind, TestAccess
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -125,6 +125,7 @@ class Grid(BaseModel):
     llm: LlmLimits = Field(default_factory=LlmLimits, description="LLM spending limits of every run")
     sandbox_limits: SandboxLimits = Field(default_factory=SandboxLimits, description="each agent sandbox's resources")
     max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens per item (CPU demos)")
+    evaluation: EvalSettings = Field(default_factory=EvalSettings, description="the harness's evaluations' settings")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
 
@@ -158,7 +159,7 @@ def expand(grid: Grid) -> list[Cell]:
                        gpus=grid.gpus if agent.gpus is None else agent.gpus,
                        sandbox=grid.sandbox, network=grid.network, test_access=grid.test_access,
                        limit=grid.limit, max_tokens=grid.max_tokens, llm=grid.llm,
-                       sandbox_limits=grid.sandbox_limits)
+                       sandbox_limits=grid.sandbox_limits, evaluation=grid.evaluation)
         cells.append(Cell(key=f"{agent.key}/{model}/{benchmark}/{seed}", agent=agent.key, spec=spec))
     return cells
 

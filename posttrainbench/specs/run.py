@@ -30,6 +30,21 @@ class LlmLimits(BaseModel):
     max_tokens: int | None = Field(DEFAULT_LLM_TOKENS, gt=0, description="input + output tokens, all calls together")
 
 
+class EvalSettings(BaseModel):
+    """How the harness evaluates the base and the agent's model: the evaluator's own flags, as `ptb eval` takes
+    them. The defaults use the whole machine (vLLM where it can run, every item in flight)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    max_connections: int | None = Field(None, gt=0, description="concurrent generations (hf: the batch size)")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="vllm: share of GPU memory to use")
+
+    def runner_args(self) -> dict:
+        """What differs from the defaults, as the evaluation runner's keyword arguments."""
+        return self.model_dump(exclude_defaults=True)
+
+
 class RunSpec(BaseModel):
     agent: AgentSpec
     model: str = Field(description="model id from the catalog")
@@ -44,6 +59,7 @@ class RunSpec(BaseModel):
     max_tokens: int | None = Field(None, description="cap on generated tokens per item (CPU demos); recorded")
     llm: LlmLimits = Field(default_factory=LlmLimits, description="the agent's LLM spending limits")
     sandbox_limits: SandboxLimits = Field(default_factory=SandboxLimits, description="the agent sandbox's resources")
+    evaluation: EvalSettings = Field(default_factory=EvalSettings, description="the harness's evaluations' settings")
 
     @field_validator("hours")
     @classmethod
