@@ -118,17 +118,22 @@ def _escapes(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _utf8_chars(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(offset, code point) of every 2- and 3-byte UTF-8 character; 4-byte ones (emoji) are separators."""
-    padded = np.concatenate([b, np.zeros(3, np.uint8)])
-    two = np.flatnonzero((b >= 0xC2) & (b <= 0xDF))
-    three = np.flatnonzero((b >= 0xE0) & (b <= 0xEF))
-    c1, c2 = np.take(padded, two + 1).astype(np.int64), np.take(padded, three + 1).astype(np.int64)
-    c3 = np.take(padded, three + 2).astype(np.int64)
+    # Lead bytes are looked at alone (non-ASCII bytes are few in most text): one pass over the block, not eight.
+    leads = np.flatnonzero(b >= 0xC2)
+    lead = np.take(b, leads)
+    two, three = leads[lead <= 0xDF], leads[(lead >= 0xE0) & (lead <= 0xEF)]
+    c1, c2, c3 = (_following(b, at) for at in (two + 1, three + 1, three + 2))
     two_ok = (c1 & 0xC0) == 0x80  # followed by continuation bytes, as valid UTF-8 is
     three_ok = ((c2 & 0xC0) == 0x80) & ((c3 & 0xC0) == 0x80)
     points2 = ((np.take(b, two).astype(np.int64) & 0x1F) << 6) | (c1 & 0x3F)
     points3 = ((np.take(b, three).astype(np.int64) & 0x0F) << 12) | ((c2 & 0x3F) << 6) | (c3 & 0x3F)
     three_ok &= points3 >= 0x800  # overlong forms are invalid; a decoder replaces them
     return np.concatenate([two[two_ok], three[three_ok]]), np.concatenate([points2[two_ok], points3[three_ok]])
+
+
+def _following(b: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The bytes at offsets `at` (as int64), 0 past the end."""
+    return np.where(at < len(b), np.take(b, np.minimum(at, len(b) - 1)), 0).astype(np.int64)
 
 
 def _other_words(b: np.ndarray, escape_at: np.ndarray, escape_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
