@@ -170,6 +170,8 @@ def keys(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     if not len(escape_at) and blob.isascii():
         return offsets, word_keys
     other_at, other_keys = _other_words(b, escape_at, escape_points)
+    if not len(other_at):  # only separators (quotes, dashes) among the non-ASCII characters
+        return offsets, word_keys
     # Both are in text order and no two words start at one offset: merged, not sorted.
     place = np.searchsorted(offsets, other_at)
     return np.insert(offsets, place, other_at), np.insert(word_keys, place, other_keys)
