@@ -91,9 +91,12 @@ def _ascii_words(b: np.ndarray, escaped: np.ndarray) -> tuple[np.ndarray, np.nda
     word, shift = starts >> 3, (starts & 7).astype(_U) << _U(3)
     x = np.take(aligned, word) >> shift
     x |= np.take(aligned, word + 1) << (_U(64) - shift)
-    # Keep the bytes before the first zero byte (the word's end): t marks the first zero byte's high bit.
-    t = (x - _ONES) & ~x & _HIGHS
-    t &= ~t + _U(1)
+    # Keep the bytes before the first zero byte (the word's end): t marks the first zero byte's high bit. Word bytes
+    # are below 0x80 and the bytes before the first zero byte are not 0, so no borrow reaches it and the usual `& ~x`
+    # is not needed; bytes after it may be marked too, hence the lowest mark only (t & -t).
+    t = x - _ONES
+    t &= _HIGHS
+    t &= -t
     t >>= _U(7)
     t -= _U(1)
     x &= t
