@@ -88,6 +88,26 @@ def test_folding_a_whole_text_equals_folding_it_line_by_line():
     assert fold_whole(plain) is plain
 
 
+def _non_ascii_lines(data: bytes) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for line in data.split(b"\n"):
+        if not line.isascii():
+            bounds.append((start, start + len(line)))
+        start += len(line) + 1
+    return bounds
+
+
+def test_lines_around_few_or_many_offsets_are_the_lines_holding_them():
+    lines = [b"plain ascii", b"caf\xc3\xa9 here", b"", b"x" * 500, b"na\xc3\xafve and \xc3\xa9", b"end \xc3\xa9"]
+    sparse = b"\n".join(lines * 40)
+    dense = sparse.replace(b"x" * 500, b"x")
+    for data, few in ((sparse, True), (dense, False)):
+        offsets = np.flatnonzero(np.frombuffer(data, np.uint8) >= 0x80)
+        assert (len(offsets) * 64 < len(data)) == few  # around the offsets, or from all line breaks
+        assert decode._lines_of(data, offsets) == _non_ascii_lines(data)
+    assert decode._lines_of(sparse, np.zeros(0, np.int64)) == []
+
+
 def _runs_one_byte_at_a_time(data: bytes) -> list[tuple[str, bytes]]:
     """What _encoded_runs is meant to give, the slow way: maximal runs of the base64 alphabet (URL-safe and padding
     included) of MIN_RUN bytes or more that hold an aligned block of MIN_RUN / 2 standard-alphabet bytes."""

@@ -691,11 +691,12 @@ def _folded(data: bytes) -> bytes:
     escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\" in data else []
     if not escapes and data.isascii():
         return data
-    escaped_lines = _lines_of(data, escapes)
-    taken = set(escaped_lines)
-    marked_lines = [bounds for bounds in _lines_of(data, _where_byte(np.frombuffer(data, np.uint8),
-                                                                      lambda block: block >= 0x80).tolist())
-                    if bounds not in taken]
+    b = np.frombuffer(data, np.uint8)
+    escaped_lines = _lines_of(data, np.array(escapes, np.int64))
+    marked_lines = _lines_of(data, _where_byte(b, lambda block: block >= 0x80))
+    if escaped_lines:
+        taken = set(escaped_lines)
+        marked_lines = [bounds for bounds in marked_lines if bounds not in taken]
     replaced: list[tuple[int, int, str]] = []
     for bounds, escaped in ((marked_lines, False), (escaped_lines, True)):
         if not bounds:
@@ -711,24 +712,34 @@ def _folded(data: bytes) -> bytes:
                      in zip(bounds, texts.split("\n"), folded.split("\n"), strict=True) if escaped or after != before]
     if not replaced:
         return data
-    out, last, view = [], 0, memoryview(data)  # the text between the lines copied once, by the join
+    # Long stretches between the lines are joined from views (copied once, by the join); short ones as bytes, which
+    # cost less per item where nearly every line changed.
+    out, last, view = [], 0, memoryview(data)
     for start, end, text in sorted(replaced):
-        out += [view[last:start], text.encode("utf-8", "replace")]
+        out += [view[last:start] if start - last > 4096 else data[last:start], text.encode("utf-8", "replace")]
         last = end
     out.append(view[last:])
     return b"".join(out)
 
 
-def _lines_of(data: bytes, offsets: list[int]) -> list[tuple[int, int]]:
-    """(start, end) of each line holding one of the (sorted) offsets, line break excluded, in order. The lines are
-    found around their offsets: the line breaks of the whole piece cost more to find than these few lines."""
-    lines, i = [], 0
-    while i < len(offsets):
-        at = offsets[i]
+def _lines_of(data: bytes, offsets: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each line holding one of the (sorted) offsets, line break excluded, in order. Where the
+    offsets are few (a few accented names in code), the lines are found around them: finding every line break of
+    the piece costs more; where they are many (text in another script), from all line breaks at once."""
+    if len(offsets) * 64 > len(data):
+        ends = _where_byte(np.frombuffer(data, np.uint8), lambda block: block == 10)
+        numbers = np.searchsorted(ends, offsets)
+        numbers = numbers[np.r_[True, numbers[1:] != numbers[:-1]]]
+        starts = np.concatenate(([0], ends + 1)).take(numbers)
+        ends = np.concatenate((ends, [len(data)])).take(numbers)
+        return list(zip(starts.tolist(), ends.tolist()))
+    at_list, lines, i = offsets.tolist(), [], 0
+    while i < len(at_list):
+        at = at_list[i]
         start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
         end = len(data) if end < 0 else end
         lines.append((start, end))
-        i = bisect.bisect_right(offsets, end, i + 1)
+        i = bisect.bisect_right(at_list, end, i + 1)
     return lines
 
 
