@@ -157,9 +157,10 @@ def _verdicts(inspect_log: Path) -> dict:
 
 
 def test_budget_end_cancels_a_running_evaluation(tmp_path, small_model, bwrap):
-    # Long enough to save the model and start evaluating every item with many tokens; far too short to finish.
+    # Long enough to save the model and start evaluating every item with many tokens (well under a minute, also
+    # under load); far too short to finish.
     script = SAVE_SMOLLM + " && python evaluate.py --limit -1 --max-tokens 2000"
-    budget_s = 300
+    budget_s = 180
     started = time.time()
     _, layout, exit_info = _run(tmp_path, script, hours=budget_s / 3600)
     assert exit_info.status == "timed_out"

@@ -84,7 +84,8 @@ def test_agent_without_model_scores_as_base_and_cannot_touch_evaluation_files(tm
     )
     store, layout, row = _run(tmp_path, script)
     assert row.status == "done" and row.score_source == "base"
-    assert "no final_model" in row.error
+    # Refused writes to the evaluation files are tampering, a flag of their own (the run also left no model).
+    assert row.flag == "tamper" and "write to a protected path refused" in row.error
     assert row.score == store.metrics(row.id)["base"]["accuracy"]
     log = layout.agent_log.read_text()
     assert "Read-only file system" in log and "tried" in log
