@@ -200,6 +200,7 @@ def test_a_runs_evaluation_settings_reach_both_evaluations(tmp_path, small_model
             seen["final"] = settings
             return {"accuracy": 0.5}
 
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")  # base scores cached in this test alone
     monkeypatch.setattr(evaluate, "run_evaluation", base_evaluation)
     monkeypatch.setattr(sandboxed, "SandboxedEvaluation", FinalEvaluation)
     layout = RunLayout(Path(store.get(manifest.run_id).run_dir))
