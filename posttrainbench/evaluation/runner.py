@@ -43,6 +43,8 @@ HF_BATCH_SIZE = 32
 # inspect-ai's HTTP pool size (1,000 by default): raised for an evaluation that has more items in flight.
 INSPECT_POOL_ENV = "INSPECT_HTTP_POOL_CONNECTIONS"
 
+HF_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
 
 def check_model_dir(model_path: Path) -> None:
     """Refuse checkpoints that cannot be loaded safely: no safetensors, pickled weights only, or remote code."""
@@ -361,6 +363,13 @@ def _run_inspect(
             "dtype": "auto" if device.startswith("cuda") else torch.float32,
             "batch_size": connections,
         }
+        # On the first model event inspect looks up the model's info by name, which builds a second provider:
+        # from_pretrained of that name on the hub, whose retries held the event loop ~46 s when the hub cannot be
+        # reached (issue 19's stall). The model and its tokenizer are local folders: the hub is never needed here.
+        os.environ.update(HF_OFFLINE)
+        from huggingface_hub import constants as hub_constants
+
+        hub_constants.HF_HUB_OFFLINE = True  # read from the environment once, when huggingface_hub was imported
         logs = inspect_ai.eval(
             task, model=f"hf/{_model_name(metadata)}", model_args=model_args, temperature=gen.temperature,
             top_k=gen.top_k, **common
