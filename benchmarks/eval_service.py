@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from posttrainbench import models, sandbox
+from posttrainbench.agents.launch import evaluation_env
 from posttrainbench.evaluation.protocol import Reply, Request
 from posttrainbench.evaluation.runner import evaluate
 from posttrainbench.evaluation.sandboxed import INSIDE_DATA, INSIDE_MODEL, INSIDE_OUT
@@ -109,7 +110,7 @@ def real(manifest, layout, args) -> dict:
     settings = {"limit": args.limit, "max_tokens": args.max_tokens or defaults.max_tokens,
                 "max_connections": defaults.max_connections, "gpu_memory_utilization": defaults.gpu_memory_utilization}
     gpus = list(range(args.gpus))
-    with EvalService(manifest, layout, deadline=time.time() + 3 * 3600, gpus=gpus) as service:
+    with EvalService(manifest, layout, deadline=time.time() + 3 * 3600, gpus=gpus, env=evaluation_env()) as service:
         t0 = time.monotonic()
         reply = ask(service, Request(**settings))
         through_service = time.monotonic() - t0

@@ -3,7 +3,7 @@ sample of test items, base model against itself (the cost does not depend on wha
 device's default scale (CPU_SCALE / GPU_SCALE) unless --items etc. are given.
 
     python benchmarks/memorisation_cost.py [--model smollm2-135m] [--benchmark gsm8k] [--device cpu]
-        [--items N] [--answer-tokens N] [--prompt-tokens N] [--threads N]
+        [--items N] [--answer-tokens N] [--prompt-tokens N] [--threads N] [--model-path DIR]
 
 The model comes from the model cache (fetched once); PTB_DATA_DIR defaults to ../shared/data beside the checkout.
 """
@@ -20,7 +20,10 @@ os.environ.setdefault("PTB_DATA_DIR", str(REPO.parent / "shared" / "data"))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default="smollm2-135m", help="catalog id: the chat template, and the weights "
+                        "unless --model-path is given")
+    parser.add_argument("--model-path", type=Path, help="score these weights as both models instead (e.g. a random "
+                        "model of the catalog model's shape on a machine without the hub)")
     parser.add_argument("--benchmark", default="gsm8k")
     parser.add_argument("--items", type=int)
     parser.add_argument("--answer-tokens", type=int)
@@ -45,7 +48,7 @@ def main() -> int:
     changes = {"items": args.items, "answer_tokens": args.answer_tokens, "prompt_tokens": args.prompt_tokens}
     scale = dataclasses.replace(scale, **{k: v for k, v in changes.items() if v is not None})
     model = get_model(args.model)
-    path = fetch(model, progress=False)
+    path = args.model_path or fetch(model, progress=False)
     started = time.perf_counter()
     result = memorisation.check(path, path, get_benchmark(args.benchmark), model, scale=scale, seed=args.seed,
                                 device=device, log=lambda _: None)

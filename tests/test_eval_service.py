@@ -327,3 +327,17 @@ def test_the_queue_is_short(run_layout):
             client.join(WAIT)
     statuses = [r["status"] for r in history(layout)]
     assert statuses.count("ok") == MAX_WAITING + 1 and statuses.count("refused") == 1
+
+
+def test_operator_vllm_settings_reach_the_harness_evaluations_only(monkeypatch):
+    """VLLM_* settings of the harness's environment (e.g. turning off a sampler whose kernels are not installed)
+    reach the evaluation sandboxes, never the agent's; credentials never do."""
+    from posttrainbench.agents.launch import _passthrough_env, evaluation_env
+
+    for name, value in {"VLLM_USE_FLASHINFER_SAMPLER": "0", "VLLM_API_KEY": "k", "VLLM_HF_TOKEN": "t",
+                        "NCCL_NVLS_ENABLE": "0", "OPENAI_API_KEY": "sk"}.items():
+        monkeypatch.setenv(name, value)
+    env = evaluation_env()
+    assert env["VLLM_USE_FLASHINFER_SAMPLER"] == "0" and env["NCCL_NVLS_ENABLE"] == "0"
+    assert not {"VLLM_API_KEY", "VLLM_HF_TOKEN", "OPENAI_API_KEY"} & env.keys()
+    assert not any(name.startswith("VLLM_") for name in _passthrough_env())

@@ -455,3 +455,28 @@ def test_memorisation_that_raises_fails_the_run_closed(run, monkeypatch):
     assert "\x1b" not in result.reason
     report = read_report(run.root)
     assert report.flags["integrity_error"] and report.checks["memorisation"] == result
+
+
+def test_a_recheck_runs_a_failed_memorisation_test_again(run, monkeypatch):
+    """`ptb judge` clears an integrity_error left by a memorisation test that could not finish; a stored pass or
+    fail is carried over unless --rerun."""
+    from posttrainbench.integrity import Check, memorisation
+    from posttrainbench.integrity.check import memorisation_to_redo
+    from posttrainbench.workspace.manifest import read_manifest
+
+    assert not memorisation_to_redo(run, rerun=True)  # the evaluation stage never ran it: nothing to redo
+    outcome = {"result": OSError("GPU fell off the bus")}
+
+    def sandboxed(*args):
+        if isinstance(outcome["result"], Exception):
+            raise outcome["result"]
+        return outcome["result"]
+
+    monkeypatch.setattr(memorisation, "_sandboxed", sandboxed)
+    check_run(run.root, log=quiet)
+    memorisation.run(read_manifest(run.manifest), run, log=quiet)
+    assert memorisation_to_redo(run, rerun=False)
+    outcome["result"] = Check(status="pass", reason="no gain on test items over the controls")
+    report = check_run(run.root, redo_memorisation=memorisation_to_redo(run, rerun=False), log=quiet)
+    assert report.checks["memorisation"].status == "pass" and not report.flagged
+    assert not memorisation_to_redo(run, rerun=False) and memorisation_to_redo(run, rerun=True)

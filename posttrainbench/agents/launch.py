@@ -26,10 +26,21 @@ HF_HOME = f"{SANDBOX_HOME}/.cache/huggingface"
 GRACE_S = 30.0
 # Host settings that must reach GPU code: on some multi-GPU hosts NVLink multicast has to stay off.
 PASSTHROUGH_PREFIXES = ("NCCL_", "NVSHMEM_", "TORCH_SYMM_MEM_")
+# The operator's vLLM settings (e.g. VLLM_USE_FLASHINFER_SAMPLER=0 where flashinfer's kernels are not installed)
+# reach the harness's evaluation sandboxes, never the agent's; anything that looks like a credential stays out.
+EVAL_PREFIXES = ("VLLM_",)
+_SECRET_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
 def _passthrough_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
+
+
+def evaluation_env() -> dict[str, str]:
+    """What the harness's own evaluation sandboxes (final evaluation, evaluation service, memorisation) inherit."""
+    vllm = {k: v for k, v in os.environ.items()
+            if k.startswith(EVAL_PREFIXES) and not any(part in k.upper() for part in _SECRET_PARTS)}
+    return _passthrough_env() | vllm
 
 
 def _gpu_indices(count: int) -> list[int]:
@@ -132,7 +143,7 @@ def _eval_service(manifest: RunManifest, layout: RunLayout, deadline: float, bac
     if manifest.spec.test_access != "hidden":
         return nullcontext(None)
     return EvalService(manifest, layout, deadline=deadline, backend=backend, gpus=_gpu_indices(manifest.spec.gpus),
-                       env=_passthrough_env())
+                       env=evaluation_env())
 
 
 def agent_failure(layout: RunLayout) -> str | None:

@@ -506,21 +506,25 @@ def judge(
     run_id: Annotated[str, typer.Argument(help="run id")],
     judges: Annotated[int, typer.Option(help="number of LLM judges (majority vote)")] = 3,
     agent: Annotated[str, typer.Option(help="the judge: SCAFFOLD:MODEL")] = "codex:gpt-5.1-codex",
-    rerun: Annotated[bool, typer.Option(help="run the judges again instead of reusing their verdicts")] = False,
+    rerun: Annotated[bool, typer.Option(help="run the judges and the memorisation test again instead of reusing "
+                                       "their results")] = False,
     timeout: Annotated[float, typer.Option(help="minutes each judge may take")] = 20.0,
 ) -> None:
     """Integrity checks of a run plus an ensemble of LLM judges over its workspace, trajectory and evidence.
-    The deterministic checks always run again: an integrity_error flag clears once they finish (--judges 0
-    runs only them)."""
+    The deterministic checks always run again, and the memorisation test too when it had ended in an error: an
+    integrity_error flag clears once they finish (--judges 0 runs only them)."""
     from posttrainbench.integrity import check_run
+    from posttrainbench.integrity.check import memorisation_to_redo
     from posttrainbench.specs import parse_agent
+    from posttrainbench.workspace.layout import RunLayout
 
     store = _store()
     row = store.get(_run_id(store, run_id))
     if timeout <= 0:
         fail("--timeout is a number of minutes above 0")
+    redo = memorisation_to_redo(RunLayout(Path(row.run_dir)), rerun)
     report = check_run(Path(row.run_dir), judges=judges, judge_agent=parse_agent(agent), rerun=rerun, log=log,
-                       judge_time_limit_s=timeout * 60)
+                       judge_time_limit_s=timeout * 60, redo_memorisation=redo)
     for name, check in report.checks.items():
         out.print(f"{name}: {check.status}{' — ' + escape_text(check.reason) if check.reason else ''}")
     out.print("[bold red]flagged[/]: " + escape_text("; ".join(report.reasons)) if report.flagged else "not flagged")

@@ -128,13 +128,13 @@ def evaluate_model(manifest: RunManifest, model_path: Path, out_dir: Path, *, ba
     grader link, model and test data read-only, the run's GPUs (evaluation/sandboxed.py). The runner's output lies
     in out_dir/out/result, its log in out_dir/evaluate.log; out_dir/metrics.json is the harness's copy. Its
     progress lines are shown through `log` (and kept in `state_file`), read strictly: they come from inside the sandbox."""
-    from posttrainbench.agents.launch import _gpu_indices, _passthrough_env
+    from posttrainbench.agents.launch import _gpu_indices, evaluation_env
     from posttrainbench.evaluation.sandboxed import SandboxedEvaluation
 
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     evaluator = SandboxedEvaluation(manifest, backend=backend or manifest.spec.sandbox,
-                                    gpus=_gpu_indices(manifest.spec.gpus), env=_passthrough_env(),
+                                    gpus=_gpu_indices(manifest.spec.gpus), env=evaluation_env(),
                                     deadline=time.time() + FINAL_TIME_LIMIT_S)
     settings = {"limit": manifest.spec.limit, "max_tokens": manifest.spec.max_tokens,
                 "metadata": {"label": "final", "run_id": manifest.run_id, "agent": manifest.spec.agent.name},

@@ -72,7 +72,7 @@ def deterministic_checks(manifest: RunManifest, layout: RunLayout, *, tolerance:
 
 def check_run(run_dir: Path, *, judges: int = 0, judge_agent: AgentSpec | None = None, rerun: bool = False,
               tolerance: int = 3, fetch_twin: bool = True, upstreams: dict[str, Upstream] | None = None,
-              backend: str = "bwrap", judge_time_limit_s: float = 3600,
+              backend: str = "bwrap", judge_time_limit_s: float = 3600, redo_memorisation: bool = False,
               log: Callable[[str], None] = print) -> IntegrityReport:
     """Check one finished run and write integrity.json.
 
@@ -81,10 +81,16 @@ def check_run(run_dir: Path, *, judges: int = 0, judge_agent: AgentSpec | None =
     files (accidental overlaps). `fetch_twin`: download the base model's instruct twin (once, into the model cache)
     so that a submission closer to it than to the base is caught; off, it is compared only when already cached.
     When it cannot be had, lineage's evidence says why ("twin unavailable: ...").
-    `upstreams`: LLM API endpoints for the judges (default: keys in the environment)."""
+    `upstreams`: LLM API endpoints for the judges (default: keys in the environment). `redo_memorisation`: run
+    the evaluation stage's memorisation test again (in the evaluation sandbox, on the run's GPUs) instead of
+    carrying its stored result over (see `memorisation_to_redo`)."""
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout.manifest)
     checks = deterministic_checks(manifest, layout, tolerance=tolerance, fetch_twin=fetch_twin, log=log)
+    if redo_memorisation:
+        from posttrainbench.integrity import memorisation
+
+        memorisation.run(manifest, layout, backend=backend, log=log)
     checks.update(later_checks(layout))
     report = combine(manifest.run_id, checks)
     if judges:
@@ -109,6 +115,14 @@ def later_checks(layout: RunLayout) -> dict[str, Check]:
         if path.is_file():
             found[name] = Check.model_validate_json(path.read_text())
     return found
+
+
+def memorisation_to_redo(layout: RunLayout, rerun: bool) -> bool:
+    """Whether a re-check (`ptb judge`) runs the memorisation test again: only where the evaluation stage ran it,
+    and then on request (--rerun) or when it ended in an error (an error flags the run `integrity_error`, which a
+    re-check that finishes must be able to clear)."""
+    stored = later_checks(layout).get("memorisation")
+    return stored is not None and (rerun or stored.status == "error")
 
 
 def add_check(run_dir: Path, name: str, check: Check) -> IntegrityReport:

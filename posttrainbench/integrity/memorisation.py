@@ -366,13 +366,13 @@ def _sandboxed(manifest, layout, backend: str) -> Check:
     import shutil
 
     from posttrainbench import untrusted
-    from posttrainbench.agents.launch import _gpu_indices, _passthrough_env
+    from posttrainbench.agents.launch import _gpu_indices, evaluation_env
     from posttrainbench.evaluation.sandboxed import INSIDE_MODEL, INSIDE_OUT, HarnessSandbox, last_error
 
     work = layout.root / "memorisation"
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
-    box = HarnessSandbox(manifest, backend=backend, gpus=_gpu_indices(manifest.spec.gpus), env=_passthrough_env())
+    box = HarnessSandbox(manifest, backend=backend, gpus=_gpu_indices(manifest.spec.gpus), env=evaluation_env())
     base = Path(manifest.base_model_dir)
     args = {"final": box.place(layout.final_model, INSIDE_MODEL), "base": box.place(base, INSIDE_BASE),
             "benchmark": manifest.benchmark.id, "base_model": manifest.model.id,
