@@ -52,3 +52,37 @@ def bwrap():
     if not shutil.which("bwrap"):
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
     return shutil.which("bwrap")
+
+
+@pytest.fixture
+def hub_listener(monkeypatch):
+    """Offline mode off and the Hugging Face hub pointed at a local listener that counts and closes connections;
+    returns the list of connections (one entry each). The runner's own offline settings are restored afterwards."""
+    import socket
+    import threading
+
+    from huggingface_hub import constants
+
+    from posttrainbench.evaluation import runner
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed at teardown
+                return
+            connections.append(1)
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for name in runner.HF_OFFLINE:
+        monkeypatch.setenv(name, "0")
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    yield connections
+    listener.close()

@@ -107,3 +107,16 @@ def test_a_paused_event_loop_does_not_split_a_batch(tiny_model, tmp_path, shared
     assert len(calls) == 4
     assert metrics["attempts"][-1]["batches"] == [4]
     assert metrics["generation"]["max_connections"] == 4
+
+
+def test_an_evaluation_never_asks_the_hub(tiny_model, tmp_path, shared_data, hub_listener):
+    """Issue 19's first-evaluation stall: on its first model event inspect looks up the model's info by name, which
+    built a second provider whose from_pretrained asked the hub for that name, retrying for ~46 s where the hub
+    cannot be reached. With offline mode off (as on a user's machine) and the hub pointed at a local listener, a
+    transformers evaluation opens no connection to it."""
+    from posttrainbench.evaluation import runner
+
+    metrics = runner.evaluate(tiny_model, "gsm8k", base_model="smollm2-135m", out_dir=tmp_path / "out", limit=1,
+                              max_tokens=1, backend="hf", device="cpu")
+    assert metrics["n_samples"] == 1
+    assert hub_listener == []

@@ -73,6 +73,14 @@ def test_one_server_all_items_in_flight_pinned_sampling(small_model, tmp_path, f
     assert (tmp_path / "out" / "logs" / "vllm-serve.log").read_text().startswith("$ ")
 
 
+def test_a_vllm_evaluation_never_asks_the_hub(small_model, tmp_path, fake_vllm, hub_listener):
+    """The same lookup as the transformers path's stall (test_hf_batching.py), on the vLLM path: no connection to
+    the hub from the harness's process or the server it starts."""
+    fake_vllm("ok")
+    assert _evaluate(small_model, tmp_path / "out")["n_samples"] == 3
+    assert hub_listener == []
+
+
 def test_start_failure_is_one_clear_error(small_model, tmp_path, fake_vllm):
     state = fake_vllm("exit")
     with pytest.raises(PtbError, match="cannot serve .*exited with code 1 during start-up: ValueError: the model's"):

@@ -323,8 +323,16 @@ def _run_inspect(
 ):
     """One inspect-ai evaluation: in-process transformers when `server` is None, else requests to `server`."""
     import inspect_ai
+    from huggingface_hub import constants as hub_constants
 
     from posttrainbench.evaluation import fewshot
+
+    # On the first model event inspect looks up the model's info by name, which on the transformers path built a
+    # second provider: from_pretrained of that name on the hub, whose retries held the event loop ~46 s where the
+    # hub cannot be reached (issue 19's stall). The model, its tokenizer and the server's are local folders: no
+    # evaluation needs the hub, on either backend.
+    os.environ.update(HF_OFFLINE)
+    hub_constants.HF_HUB_OFFLINE = True  # read from the environment once, when huggingface_hub was imported
 
     common = dict(
         log_dir=str(out_dir / "logs"),
@@ -363,13 +371,6 @@ def _run_inspect(
             "dtype": "auto" if device.startswith("cuda") else torch.float32,
             "batch_size": connections,
         }
-        # On the first model event inspect looks up the model's info by name, which builds a second provider:
-        # from_pretrained of that name on the hub, whose retries held the event loop ~46 s when the hub cannot be
-        # reached (issue 19's stall). The model and its tokenizer are local folders: the hub is never needed here.
-        os.environ.update(HF_OFFLINE)
-        from huggingface_hub import constants as hub_constants
-
-        hub_constants.HF_HUB_OFFLINE = True  # read from the environment once, when huggingface_hub was imported
         logs = inspect_ai.eval(
             task, model=f"hf/{_model_name(metadata)}", model_args=model_args, temperature=gen.temperature,
             top_k=gen.top_k, **common
