@@ -7,6 +7,7 @@ FAKE_VLLM_MODE picks its behaviour:
   die:N         serve, then die (exit 1, engine error) on the N-th chat request
   die-once:N    like die:N the first time (FAKE_VLLM_STATE marks it), then serve like ok
   hang          never answer
+  slow:S        load for S seconds, then serve like ok (the time it starts answering goes to FAKE_VLLM_STATE.ready)
 Every command line is appended to FAKE_VLLM_STATE.calls and every chat request body to .requests, one JSON a line.
 """
 
@@ -33,6 +34,8 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
     if mode == "hang":
         time.sleep(3600)
+    if mode.startswith("slow:"):
+        time.sleep(float(mode.split(":")[1]))
     die_at = None
     if mode.startswith("die:") or (mode.startswith("die-once:") and not state.exists()):
         die_at = int(mode.split(":")[1])
@@ -52,6 +55,7 @@ def main(argv: list[str]) -> None:
 
     port = int(argv[argv.index("--port") + 1])
     with FakeOpenAI(script, api_key=os.environ.get("VLLM_API_KEY"), port=port):
+        state.with_suffix(".ready").write_text(str(time.time()))
         print("INFO: Application startup complete.", flush=True)
         while True:
             time.sleep(1)

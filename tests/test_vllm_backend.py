@@ -81,6 +81,23 @@ def test_a_vllm_evaluation_never_asks_the_hub(small_model, tmp_path, fake_vllm, 
     assert hub_listener == []
 
 
+def test_samples_are_set_up_while_the_server_loads(small_model, tmp_path, fake_vllm):
+    """inspect's per-sample set-up (seconds for a thousand items) overlaps `vllm serve`'s start-up: every sample began
+    before the server answered, and each waited in server_gate's solver instead of failing."""
+    from inspect_ai.log import read_eval_log
+
+    state = fake_vllm("slow:4")
+    metrics = _evaluate(small_model, tmp_path / "out")
+    answered = float(state.with_suffix(".ready").read_text())
+    [attempt] = metrics["attempts"]
+    assert attempt["server_start_s"] >= 4 and 0 < attempt["serving_s"] < metrics["eval_seconds"] + 1
+    [path] = (tmp_path / "out" / "logs").glob("*.json")
+    samples = read_eval_log(str(path)).samples
+    assert len(samples) == 3 and all(s.scores for s in samples)
+    assert max(s.events[0].timestamp.timestamp() for s in samples) < answered
+    assert len(_lines(state.with_suffix(".requests"))) == 3
+
+
 def test_start_failure_is_one_clear_error(small_model, tmp_path, fake_vllm):
     state = fake_vllm("exit")
     with pytest.raises(PtbError, match="cannot serve .*exited with code 1 during start-up: ValueError: the model's"):

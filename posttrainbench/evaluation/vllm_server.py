@@ -20,7 +20,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +116,33 @@ def server_args(
 
 
 @dataclass
+class Starting:
+    """A server loading in the background: `ready` is set once it answered (`seconds` after its launch, at
+    `answered_at` on the monotonic clock) or failed to (`error`)."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: ServerStartError | None = None
+    seconds: float | None = None
+    answered_at: float | None = None
+    _leader: object = None  # the anyio.Event the other waiters of one event loop wait on
+
+    async def wait_async(self) -> None:
+        """Wait without blocking the event loop: one waiter waits on a thread, the others on an event it sets."""
+        import anyio
+
+        while not self.ready.is_set():
+            if self._leader is None:
+                self._leader = leader = anyio.Event()
+                try:
+                    await anyio.to_thread.run_sync(self.ready.wait, abandon_on_cancel=True)
+                finally:
+                    self._leader = None
+                    leader.set()
+            else:
+                await self._leader.wait()
+
+
+@dataclass
 class VllmServer:
     """A `vllm serve` process for one model folder; `start()` returns once it answers."""
 
@@ -137,9 +163,31 @@ class VllmServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, while_loading: Callable[[], None] | None = None) -> float:
-        """Start the server and wait until it answers; returns the start-up seconds. `while_loading` runs once the
-        process is launched, before the wait: work that would otherwise follow the start-up."""
+    def start(self) -> float:
+        """Start the server and wait until it answers; returns the start-up seconds."""
+        started = self._launch()
+        return self._wait(started)
+
+    def start_in_background(self, deadline_s: float) -> "Starting":
+        """Launch the server and wait for it on a thread; the returned Starting tells when it answered or why it
+        did not. Once it answers, the watchdog is armed for `deadline_s` (see `arm`)."""
+        starting = Starting()
+        started = self._launch()
+
+        def wait() -> None:
+            try:
+                starting.seconds = self._wait(started)
+                starting.answered_at = time.monotonic()
+                self.arm(deadline_s)
+            except ServerStartError as exc:
+                starting.error = exc
+            finally:
+                starting.ready.set()
+
+        threading.Thread(target=wait, name="vllm-serve-start", daemon=True).start()
+        return starting
+
+    def _launch(self) -> float:
         command = vllm_command()
         if command is None:
             raise PtbError("backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]', "
@@ -160,10 +208,12 @@ class VllmServer:
             log.flush()
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=env, start_new_session=True, preexec_fn=_die_with_parent)
-        if while_loading is not None:
-            while_loading()
+        return started
+
+    def _wait(self, started: float) -> float:
+        proc = self._proc
         while True:
-            code = self._proc.poll()
+            code = proc.poll() if proc is not None else -1
             if code is not None:
                 self._proc = None
                 raise self._start_error(f"vllm serve exited with code {code} during start-up")
