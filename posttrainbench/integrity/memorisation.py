@@ -350,7 +350,15 @@ def run(manifest, layout, *, backend: str | None = None, log: Callable[[str], No
     out = layout.root / REPORT
     out.unlink(missing_ok=True)
     try:
-        result = _sandboxed(manifest, layout, backend or manifest.spec.sandbox)
+        mismatch = _not_the_base_shape(layout.final_model, Path(manifest.base_model_dir))
+        if mismatch:
+            # Likelihoods of another architecture say nothing here, and loading what a hostile config describes
+            # (a default 7B llama around a 1 GiB tensor) cost minutes and tens of GB before the memory limit hit.
+            # Lineage compares the same keys and flags the run disallowed_model: skipping lets nothing through.
+            result = Check(status="skipped", reason=f"not run: the submitted config is not the base architecture "
+                                                    f"({mismatch}); lineage judges it")
+        else:
+            result = _sandboxed(manifest, layout, backend or manifest.spec.sandbox)
     except Exception as exc:  # noqa: BLE001 -- any failure of the check fails the run closed
         from posttrainbench import untrusted
 
@@ -360,6 +368,19 @@ def run(manifest, layout, *, backend: str | None = None, log: Callable[[str], No
     add_check(layout.root, "memorisation", result)
     log(f"memorisation: {result.status}: {result.reason}")
     return result
+
+
+def _not_the_base_shape(final: Path, base: Path) -> str | None:
+    """The first architecture key (lineage.ARCH_KEYS) where the submitted config differs from the base's, or why it
+    cannot be read; None when it describes the base architecture."""
+    from posttrainbench import untrusted
+    from posttrainbench.integrity import lineage
+
+    try:
+        differences = lineage.architecture_differences(lineage.config(base), lineage.config(final))
+    except lineage.Unreadable as exc:
+        return untrusted.clean_text(str(exc), limit=200)
+    return untrusted.clean_text(differences[0], limit=200) if differences else None
 
 
 def _sandboxed(manifest, layout, backend: str) -> Check:

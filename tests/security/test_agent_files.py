@@ -86,6 +86,11 @@ def test_sparse_weights_do_not_fill_the_host_disk(tmp_path, small_model, bwrap, 
     copy = layout.final_model / "model.safetensors"
     assert copy.stat().st_size > 1 << 30 and copy.stat().st_blocks * 512 < 1 << 20
     assert row.status == "done"
+    # its config is no base architecture: flagged by lineage, and the memorisation test does not try to load what
+    # the config describes (a default llama of 7 B parameters: minutes, then the memory limit)
+    memorised = json.loads((layout.root / "memorisation.json").read_text())
+    assert memorised["status"] == "skipped" and "lineage judges it" in memorised["reason"]
+    assert json.loads((layout.root / "integrity.json").read_text())["flags"]["disallowed_model"] is True
 
 
 PLANT_LINKS = """
