@@ -21,10 +21,10 @@ from posttrainbench.evaluation import data, original
 from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext, GraderConfig
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.evaluation.vllm_server import (
-    ENV_VLLM,
     ServerStartError,
     VllmServer,
     generation_deadline_s,
+    require_vllm,
     server_args,
     vllm_command,
 )
@@ -82,9 +82,8 @@ def resolve_backend(backend: str, device: str | None) -> tuple[str, str]:
         backend = "vllm" if has_gpu and vllm_command() is not None else "hf"
     if backend not in ("hf", "vllm"):
         raise PtbError(f"unknown backend '{backend}'; valid: auto, hf, vllm")
-    if backend == "vllm" and vllm_command() is None:
-        raise PtbError(f"backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]', "
-                       f"or set {ENV_VLLM} to a vllm executable)")
+    if backend == "vllm":
+        require_vllm()
     return backend, device or ("cuda" if has_gpu else "cpu")
 
 

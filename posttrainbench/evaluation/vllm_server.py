@@ -65,6 +65,15 @@ def vllm_command() -> list[str] | None:
     return None
 
 
+def require_vllm() -> list[str]:
+    """`vllm_command()`, or the one error every caller that needs vLLM gives."""
+    command = vllm_command()
+    if command is None:
+        raise PtbError(f"backend vllm asked for but vllm is not installed (pip install 'posttrainbench[vllm]', "
+                       f"or set {ENV_VLLM} to a vllm executable)")
+    return command
+
+
 def generation_deadline_s(n_items: int, max_tokens: int, connections: int, device: str) -> float:
     """A generous bound on one generation phase: every item at max_tokens, at a floor throughput per stream.
 
@@ -188,10 +197,7 @@ class VllmServer:
         return starting
 
     def _launch(self) -> float:
-        command = vllm_command()
-        if command is None:
-            raise PtbError("backend vllm requested but vllm is not installed (pip install 'posttrainbench[vllm]', "
-                           f"or point {ENV_VLLM} at a vllm executable)")
+        command = require_vllm()
         self.port = _free_port()
         # a name per server: inspect keeps a process-wide table of vLLM endpoints keyed by the model name
         self.served_name = f"ptb-eval-{self.port}"

@@ -15,14 +15,13 @@ from posttrainbench.agents.launch import agent_failure, run_agent
 from posttrainbench.errors import PtbError
 from posttrainbench.executors import facts
 from posttrainbench.executors.evaluate import evaluate_base, evaluate_model
-from posttrainbench.specs import RunSpec
 from posttrainbench.integrity import check_run, memorisation, read_report
+from posttrainbench.specs import RunSpec
 from posttrainbench.store import RunRow, Store
 from posttrainbench.workspace.collect import CollectResult, collect
 from posttrainbench.workspace.layout import RunLayout
 from posttrainbench.workspace.manifest import RunManifest, read_manifest
 from posttrainbench.workspace.prepare import prepare
-
 
 
 class Score(BaseModel):

@@ -12,8 +12,9 @@ DEV = Path("/dev")
 
 def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
     """GPUs asked for are present; the sandbox's and the egress proxy's tools are installed; an LLM agent has a
-    key for its provider; vLLM is there when the harness's evaluations ask for it. (Model and data are resolved by the run's preparation, which also comes before the run
-    is stored.) A wrong model or benchmark id is named first."""
+    key for its provider; vLLM is there when the harness's evaluations ask for it. (Model and data are resolved by
+    the run's preparation, which also comes before the run is stored.) A wrong model or benchmark id is named
+    first."""
     get_model(spec.model)
     get_benchmark(spec.benchmark)
     if spec.gpus > 0:
@@ -32,10 +33,8 @@ def check_machine(spec: RunSpec, *, dev_root: Path = DEV) -> None:
 
         mitmproxy_python()
     if spec.evaluation.backend == "vllm":
-        from posttrainbench.evaluation.vllm_server import ENV_VLLM, vllm_command
+        from posttrainbench.evaluation.vllm_server import require_vllm
 
-        if vllm_command() is None:
-            raise PtbError(f"backend vllm asked for but vllm is not installed (pip install 'posttrainbench[vllm]', "
-                           f"or set {ENV_VLLM} to a vllm executable)")
+        require_vllm()
     require_llm_key(spec.agent.scaffold)
     user_mounts(spec.agent)
