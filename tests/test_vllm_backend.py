@@ -81,9 +81,10 @@ def test_a_vllm_evaluation_never_asks_the_hub(small_model, tmp_path, fake_vllm, 
     assert hub_listener == []
 
 
-def test_samples_are_set_up_while_the_server_loads(small_model, tmp_path, fake_vllm):
-    """inspect's per-sample set-up (seconds for a thousand items) overlaps `vllm serve`'s start-up: every sample began
-    before the server answered, and each waited in server_gate's solver instead of failing."""
+def test_requests_are_built_while_the_server_loads(small_model, tmp_path, fake_vllm):
+    """inspect's per-sample work up to the request (seconds for a thousand items) overlaps `vllm serve`'s start-up:
+    every sample began and made its model call before the server answered, and each request waited in
+    server_gate's HTTP client instead of failing."""
     from inspect_ai.log import read_eval_log
 
     state = fake_vllm("slow:4")
@@ -95,6 +96,8 @@ def test_samples_are_set_up_while_the_server_loads(small_model, tmp_path, fake_v
     samples = read_eval_log(str(path)).samples
     assert len(samples) == 3 and all(s.scores for s in samples)
     assert max(s.events[0].timestamp.timestamp() for s in samples) < answered
+    model_calls = [e for s in samples for e in s.events if e.event == "model"]
+    assert len(model_calls) == 3 and max(e.timestamp.timestamp() for e in model_calls) < answered
     assert len(_lines(state.with_suffix(".requests"))) == 3
 
 

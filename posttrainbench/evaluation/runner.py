@@ -6,6 +6,7 @@ code and pickled weights (refused before loading).
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -22,6 +23,7 @@ from posttrainbench.evaluation.base import SCORER_SETUP_FAILED, EvalContext, Gra
 from posttrainbench.evaluation.chat_templates import ChatTemplate, chat_template
 from posttrainbench.evaluation.vllm_server import (
     ServerStartError,
+    Starting,
     VllmServer,
     generation_deadline_s,
     require_vllm,
@@ -152,7 +154,6 @@ def evaluate(
     # inspect-ai (which fewshot builds on) is imported here, not at module level: the harness imports this module
     # for render_evaluate_py and should not pay for it.
     from posttrainbench.evaluation import fewshot
-    from posttrainbench.evaluation.server_gate import gated
 
     spec = get_benchmark(benchmark)
     base = get_model(base_model)
@@ -226,9 +227,9 @@ def evaluate(
                     starting = None
                     deadline_s = generation_deadline_s(n_items, budget, connections or 1, device)
                     if server is not None and not server.alive():
-                        # inspect sets its samples up while the server loads; each waits in server_gate's solver
+                        # inspect sets its samples up and builds their requests while the server loads; each
+                        # request waits in server_gate's HTTP client until it answers
                         starting = server.start_in_background(deadline_s)
-                        task = gated(task, starting)
                     elif server is not None:
                         server.arm(deadline_s)
                     view = server.model_dir if server else _model_view(
@@ -236,7 +237,7 @@ def evaluate(
                         _hf_generation_config(generation, budget, stops, pad, bos),
                     )
                     log = _run_inspect(task, view, template, generation, device, n_items, connections, stops,
-                                       out_dir, demos is not None, server, meta)
+                                       out_dir, demos is not None, server, meta, starting)
                     if starting is not None:
                         starting.ready.wait()  # set before any sample passed the gate; the log may be an error
                         if starting.error is not None:
@@ -320,6 +321,7 @@ def _run_inspect(
     fewshot_mode: bool,
     server: VllmServer | None,
     metadata: dict,
+    starting: Starting | None,
 ):
     """One inspect-ai evaluation: in-process transformers when `server` is None, else requests to `server`."""
     import inspect_ai
@@ -337,6 +339,9 @@ def _run_inspect(
     common = dict(
         log_dir=str(out_dir / "logs"),
         log_format="json",
+        # inspect rewrites the whole JSON log on each flush (every 10 samples by default): quadratic in the items,
+        # and it ran in the event loop that sends the requests (seconds per thousand items). One write at the end.
+        log_buffer=max(1, n_items),
         limit=n_items,
         max_tokens=gen.max_tokens,
         seed=gen.seed,
@@ -386,16 +391,20 @@ def _run_inspect(
     pool = os.environ.get(INSPECT_POOL_ENV)
     if connections and connections > int(pool or 1000):
         os.environ[INSPECT_POOL_ENV] = str(connections)
+    from posttrainbench.evaluation import server_gate
+
+    held = server_gate.held_until_served(server.served_name, starting) if starting else contextlib.nullcontext()
     try:
-        logs = inspect_ai.eval(
-            task,
-            model=f"vllm/{server.served_name}",
-            model_base_url=server.base_url,
-            model_args={"api_key": server.api_key},
-            temperature=gen.temperature if gen.temperature is not None else 0.0,
-            extra_body=extra_body,
-            **common,
-        )
+        with held:
+            logs = inspect_ai.eval(
+                task,
+                model=f"{server_gate.PROVIDER}/{server.served_name}",
+                model_base_url=server.base_url,
+                model_args={"api_key": server.api_key},
+                temperature=gen.temperature if gen.temperature is not None else 0.0,
+                extra_body=extra_body,
+                **common,
+            )
     finally:
         server.disarm()
         if pool is None:
