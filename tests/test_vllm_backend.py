@@ -206,3 +206,13 @@ def test_missing_vllm_executable_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PTB_VLLM", "/nonexistent/vllm")
     with pytest.raises(PtbError, match="PTB_VLLM=/nonexistent/vllm is not an executable"):
         resolve_backend("vllm", "cpu")
+
+
+def test_the_reason_taken_from_the_server_log_is_cleaned(tmp_path):
+    """The server's log can echo the agent's model files (a loader printing its config): the line a start error
+    quotes carries no escape sequences, controls or bidi overrides, and is capped."""
+    log = tmp_path / "serve.log"
+    log.write_text("INFO loading\nValueError: unknown architecture \x1b[2J\x1b]0;owned\x07\u202eevil\x08" + "y" * 500)
+    reason = VllmServer(tmp_path, [], log_path=log, device="cpu").log_reason()
+    assert reason.startswith("ValueError: unknown architecture ") and "evil" in reason
+    assert not any(c in reason for c in "\x1b\x07\x08\u202e") and len(reason) <= 300

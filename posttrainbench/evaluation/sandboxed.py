@@ -147,7 +147,8 @@ class SandboxedEvaluation(HarnessSandbox):
 
 
 def last_error(log_path: Path) -> str | None:
-    """The harness's own one-line error (`error: ...` from a harness child), not anything else it printed."""
+    """The harness's own one-line error (`error: ...` from a harness child), not anything else it printed. The log is
+    the sandbox's output, so the line is cleaned of escape sequences and controls wherever it ends up."""
     if not log_path.is_file():
         return None
     found = None
@@ -157,4 +158,4 @@ def last_error(log_path: Path) -> str | None:
             found = text.removeprefix("error: ").strip()
     if found and found.startswith("grading "):
         return "grading failed (the grader endpoint of the harness); the harness logged the details"
-    return found[:500] if found else None
+    return untrusted.clean_text(found, limit=500) if found else None

@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from posttrainbench import untrusted
 from posttrainbench.errors import PtbError
 
 # The executable to run as `vllm`: a path or a name on PATH (e.g. a venv's vllm for the CPU build).
@@ -320,8 +321,7 @@ def _tail(path: Path, lines: int = 200) -> list[str]:
     except OSError:
         return []
     # the log holds model output only indirectly (the model's own files can make the loader print): keep it printable
-    return [line.strip()[:300].encode("ascii", "backslashreplace").decode() for line in text.splitlines()
-            if line.strip()][-lines:]
+    return [untrusted.clean_text(line.strip(), limit=300) for line in text.splitlines() if line.strip()][-lines:]
 
 
 def _die_with_parent() -> None:

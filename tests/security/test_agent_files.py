@@ -220,3 +220,15 @@ def test_a_check_that_raises_flags_the_run_until_a_rerun_clears_it(tmp_path, sma
     assert result.exit_code == 0, result.output
     assert "not flagged" in result.output
     assert store.get(row.id).flag is None
+
+
+def test_the_error_line_of_a_sandboxed_evaluation_log_is_cleaned(tmp_path):
+    """The evaluation child runs the agent's model and its files (a loader can echo them): its `error:` line reaches
+    the store, reports and terminals only without escape sequences, controls or bidi overrides, and capped."""
+    from posttrainbench.evaluation.sandboxed import last_error
+
+    log = tmp_path / "evaluate.log"
+    log.write_text("[12:00:00] error: vllm serve exited: \x1b]52;c;cGF5bG9hZA==\x07bad \u202econfig\x08" + "x" * 900)
+    line = last_error(log)
+    assert line.startswith("vllm serve exited: bad ") and "config" in line
+    assert not any(c in line for c in "\x1b\x07\x08\u202e") and len(line) <= 500
