@@ -138,18 +138,20 @@ def test_server_dying_every_time_ends_in_an_error(small_model, tmp_path, fake_vl
 def test_start_up_that_never_answers_times_out(tmp_path, fake_vllm):
     fake_vllm("hang")
     server = VllmServer(tmp_path, [], log_path=tmp_path / "serve.log", device="cpu", startup_timeout_s=3)
-    with pytest.raises(ServerStartError, match="did not answer within 3 s"):
-        server.start()
+    starting = server.start(deadline_s=60)
+    assert starting.ready.wait(600)
+    assert isinstance(starting.error, ServerStartError)
+    assert "did not answer within 3 s" in str(starting.error) and starting.answered_at is None
     assert not server.alive()
 
 
 def test_watchdog_stops_a_generation_phase_past_its_deadline(tmp_path, fake_vllm):
     fake_vllm("ok")
     server = VllmServer(tmp_path, [], log_path=tmp_path / "serve.log", device="cpu")
-    server.start()
+    starting = server.start(deadline_s=0.5)  # the watchdog is armed once the server answers
     try:
+        assert starting.ready.wait(600) and starting.error is None
         stopped = threading.Event()
-        server.arm(0.5)
         for _ in range(600):
             if not server.alive():
                 stopped.set()
@@ -168,7 +170,7 @@ def test_server_does_not_outlive_the_evaluating_process(tmp_path, fake_vllm):
         "import os, sys; from pathlib import Path\n"
         "from posttrainbench.evaluation.vllm_server import VllmServer\n"
         f"s = VllmServer(Path({str(tmp_path)!r}), [], log_path=Path({str(tmp_path / 'serve.log')!r}), device='cpu')\n"
-        f"s.start(); Path({str(pid_file)!r}).write_text(str(s._proc.pid)); os._exit(0)\n"
+        f"assert s.start(600).ready.wait(600); Path({str(pid_file)!r}).write_text(str(s._proc.pid)); os._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
     pid = int(pid_file.read_text())

@@ -229,7 +229,7 @@ def evaluate(
                     if server is not None and not server.alive():
                         # inspect sets its samples up and builds their requests while the server loads; each
                         # request waits in server_gate's HTTP client until it answers
-                        starting = server.start_in_background(deadline_s)
+                        starting = server.start(deadline_s)
                     elif server is not None:
                         server.arm(deadline_s)
                     view = server.model_dir if server else _model_view(

@@ -154,7 +154,7 @@ class Starting:
 
 @dataclass
 class VllmServer:
-    """A `vllm serve` process for one model folder; `start()` returns once it answers."""
+    """A `vllm serve` process for one model folder, started in the background (`start`)."""
 
     model_dir: Path
     flags: list[str]
@@ -164,7 +164,6 @@ class VllmServer:
     served_name: str = ""
     api_key: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
-    startup_s: float | None = None
     timed_out: bool = False
     _proc: subprocess.Popen | None = None
     _watchdog: threading.Timer | None = None
@@ -173,12 +172,7 @@ class VllmServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> float:
-        """Start the server and wait until it answers; returns the start-up seconds."""
-        started = self._launch()
-        return self._wait(started)
-
-    def start_in_background(self, deadline_s: float) -> "Starting":
+    def start(self, deadline_s: float) -> "Starting":
         """Launch the server and wait for it on a thread; the returned Starting tells when it answered or why it
         did not. Once it answers, the watchdog is armed for `deadline_s` (see `arm`)."""
         starting = Starting()
@@ -186,8 +180,9 @@ class VllmServer:
 
         def wait() -> None:
             try:
-                starting.seconds = self._wait(started)
+                self._wait(started)
                 starting.answered_at = time.monotonic()
+                starting.seconds = starting.answered_at - started
                 self.arm(deadline_s)
             except ServerStartError as exc:
                 starting.error = exc
@@ -217,7 +212,7 @@ class VllmServer:
                                           env=env, start_new_session=True, preexec_fn=_die_with_parent)
         return started
 
-    def _wait(self, started: float) -> float:
+    def _wait(self, started: float) -> None:
         proc = self._proc
         while True:
             code = proc.poll() if proc is not None else -1
@@ -230,8 +225,6 @@ class VllmServer:
                 self.stop()
                 raise self._start_error(f"vllm serve did not answer within {self.startup_timeout_s:.0f} s")
             time.sleep(0.5)
-        self.startup_s = time.monotonic() - started
-        return self.startup_s
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
