@@ -64,6 +64,7 @@ _EVERY = {1: 2, 2: 5, 3: 7, 4: 9}
 SAMPLE = _EVERY[1]
 _EVERY_OF = np.array([_EVERY[stride] for stride in TEXT_STRIDES])
 _STRIDE_OF = np.array(TEXT_STRIDES, np.int8)
+_PLAN = [(stride, _EVERY[stride]) for stride in TEXT_STRIDES]
 FRAGMENT_WORDS = 8  # a fragment is an unbroken copy of this many words of a part, and of this share of it
 FRAGMENT_SHARE = 0.2
 PIECE = 1 << 20
@@ -134,7 +135,7 @@ class Index:
             for _, text in item.segments:
                 _, word_keys = ngram.keys(text.encode())
                 if len(word_keys) >= MIN_WORDS:
-                    h = ngram.unique(np.concatenate([ngram.ngram_hashes(word_keys, N, s) for s in ITEM_STRIDES]))
+                    h = ngram.unique(ngram.strided_hashes(word_keys, N, [(s, 1) for s in ITEM_STRIDES])[0])
                     plain.append(ngram.unique(ngram.ngram_hashes(word_keys, N)))
                     _, rot_keys = ngram.keys(codecs.encode(text, "rot13").encode())
                     rot.append(ngram.ngram_hashes(rot_keys, N))
@@ -159,7 +160,7 @@ class Index:
         keep = item_of[part[first]] == item_of[part[last]]
         if allowed:
             _, allowed_keys = ngram.keys(fold("\n".join(allowed)).encode())
-            allowed_h = np.concatenate([ngram.ngram_hashes(allowed_keys, N, s) for s in TEXT_STRIDES])
+            allowed_h = ngram.strided_hashes(allowed_keys, N, [(s, 1) for s in TEXT_STRIDES])[0]
             found, _ = ngram.HashSet(allowed_h).find(unique_h)
             keep[found] = False
         kept = ngram.HashSet(unique_h[keep])
@@ -255,8 +256,8 @@ class Index:
 
     def _candidates(self, blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(offset, n-gram, part, text stride) of every indexed n-gram in blob, and the offsets of rot13 n-grams.
-        N-grams are read at every _EVERY[stride]-th word only (see there for what that still finds). Works piece by piece, each cut after a newline where there is one, so that numpy's
-        temporaries stay in the CPU cache."""
+        N-grams are read at every _EVERY[stride]-th word only (see there for what that still finds). Works piece by
+        piece, each cut after a newline where there is one, so that numpy's temporaries stay in the CPU cache."""
         positions, found, parts, strides = [], [], [], []
         rot_at, real = [], len(self.need)
         start = 0
@@ -268,9 +269,8 @@ class Index:
                 end = cut + 1 if cut > start else end
             offsets, word_keys = ngram.keys(blob[start:end])
             # The n-grams of all strides looked up at once: a small piece costs one lookup's overhead, not four.
-            hashes = [ngram.ngram_hashes(word_keys, N, stride, _EVERY[stride]) for stride in TEXT_STRIDES]
-            sizes = np.array([len(h) for h in hashes])
-            at_all, at_index = self.hashes.find(np.concatenate(hashes))
+            hashes, sizes = ngram.strided_hashes(word_keys, N, _PLAN)
+            at_all, at_index = self.hashes.find(hashes)
             if len(at_all):
                 which = np.searchsorted(np.cumsum(sizes), at_all, side="right")
                 word_at = (at_all - (np.cumsum(sizes) - sizes).take(which)) * _EVERY_OF.take(which)

@@ -183,14 +183,25 @@ def keys(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 def ngram_hashes(word_keys: np.ndarray, n: int, stride: int = 1, every: int = 1) -> np.ndarray:
     """Hash of every run of n words `stride` apart (consecutive words for 1), for the first words 0, every,
     2 * every, ... that have such a run."""
-    count = len(word_keys) - (n - 1) * stride
-    if count <= 0:
-        return np.zeros(0, _U)
-    h = word_keys[0:count:every].copy()
-    for k in range(1, n):
-        h *= _POLY
-        h += word_keys[k * stride : k * stride + count : every]
-    return h
+    return strided_hashes(word_keys, n, [(stride, every)])[0]
+
+
+def strided_hashes(word_keys: np.ndarray, n: int, plan: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """What `ngram_hashes` gives for each (stride, every) of `plan`, one after the other in one array (computed in
+    place, not joined by a copy), and how many hashes each gave."""
+    counts = [len(word_keys) - (n - 1) * stride for stride, _ in plan]
+    sizes = np.array([-(-count // every) if count > 0 else 0 for count, (_, every) in zip(counts, plan)], np.int64)
+    out = np.empty(int(sizes.sum()), _U)
+    low = 0
+    for (stride, every), count, size in zip(plan, counts, sizes.tolist()):
+        if size:
+            h = out[low : low + size]
+            np.copyto(h, word_keys[0:count:every])
+            for k in range(1, n):
+                h *= _POLY
+                h += word_keys[k * stride : k * stride + count : every]
+        low += size
+    return out, sizes
 
 
 def unique(values: np.ndarray) -> np.ndarray:
