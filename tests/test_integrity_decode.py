@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from posttrainbench.integrity import contamination, decode, files, index_cache
-from posttrainbench.integrity.fold import fold, fold_whole
+from posttrainbench.integrity.fold import fold, fold_whole, inert
 from posttrainbench.specs import get_benchmark
 
 
@@ -86,6 +86,38 @@ def test_folding_a_whole_text_equals_folding_it_line_by_line():
     assert fold_whole(text) == fold(text)
     plain = "\n".join(["café", "naïve"])
     assert fold_whole(plain) is plain
+
+
+def test_inert_characters_fold_to_themselves_wherever_they_stand():
+    table = inert()
+    chosen = np.random.default_rng(7).choice(np.flatnonzero(table), 20_000)
+    chars = [chr(c) for c in chosen.tolist()]
+    for start in range(0, len(chars), 5):
+        text = "e" + " ".join(chars[start : start + 5]) + "x" + "".join(chars[start : start + 5]) + "1"
+        assert fold(text) == text
+    # Combining marks, Hangul jamo, the second of a canonical pair, look-alikes, invisible and compatibility forms.
+    for char in "\u0301\u1161\u11a8\u0b3e\u0430\u03bf\u200b\ufb01\uff41\u2024\u00b2\ud800":
+        assert not table[ord(char)]
+
+
+def _folded_line_by_line(data: bytes) -> bytes:
+    out = []
+    for line in data.split(b"\n"):
+        text = line.decode("utf-8", "replace")
+        folded = fold(text)
+        out.append(folded.encode() if folded != text else line)
+    return b"\n".join(out)
+
+
+def test_pieces_are_folded_as_if_every_line_were():
+    words = ["plain", "café", "’quoted’", "naïve", "Ж", "دل", "— dash", "duсk", "а", "e\u0301", "ﬁne", "Ja\u200bnet",
+             "𝟏𝟔", "가\u11a8", "\u1100\u1161", "x\u0b47\u0b3e", "bad\xff", "cut\xc3", "ｌａｙ", "…"]
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        lines = [" ".join(rng.choice(words, rng.integers(0, 6))) for _ in range(rng.integers(1, 8))]
+        data = "\n".join(lines).encode("utf-8", "surrogateescape")
+        data = data.replace("\xff".encode(), b"\xff").replace("\xc3".encode(), b"\xc3")
+        assert decode._folded(data) == _folded_line_by_line(data)
 
 
 def _non_ascii_lines(data: bytes) -> list[tuple[int, int]]:

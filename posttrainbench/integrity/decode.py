@@ -38,7 +38,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from posttrainbench.integrity.fold import fold_whole
+from posttrainbench.integrity import ngram
+from posttrainbench.integrity.fold import fold_whole, inert
 from posttrainbench.integrity.tokens import Detokenizer
 
 CHUNK = 16 << 20  # text is scanned in pieces of about this size
@@ -683,17 +684,17 @@ def _unescape(match: re.Match) -> str:
 
 def _folded(data: bytes) -> bytes:
     """The piece with its Unicode folded (`fold`) and, where JSON escapes hide characters that folding changes,
-    unescaped first; the same object when nothing changes. Only lines with such bytes are decoded to text, all of
-    them in one string (folding never adds or removes a line break, and acts within lines), so a piece with many
-    such lines costs a few passes of C code, not a few Python calls per line."""
+    unescaped first; the same object when nothing changes. Only lines with such escapes or with characters that
+    folding may change (not inert ones) are decoded to text, all of them in one string (folding never adds or
+    removes a line break, and acts within lines), so a piece with many such lines costs a few passes of C code, not a
+    few Python calls per line."""
     # A backslash is looked for first (memchr), not `\\u`: bytes.find of a two-byte needle ending in a common letter
     # costs three times as much as the regex scan of the whole piece.
     escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\" in data else []
     if not escapes and data.isascii():
         return data
-    b = np.frombuffer(data, np.uint8)
     escaped_lines = _lines_of(data, np.array(escapes, np.int64))
-    marked_lines = _lines_of(data, _where_byte(b, lambda block: block >= 0x80))
+    marked_lines = _lines_of(data, _foldable(np.frombuffer(data, np.uint8)))
     if escaped_lines:
         taken = set(escaped_lines)
         marked_lines = [bounds for bounds in marked_lines if bounds not in taken]
@@ -720,6 +721,20 @@ def _folded(data: bytes) -> bytes:
         last = end
     out.append(view[last:])
     return b"".join(out)
+
+
+def _foldable(b: np.ndarray) -> np.ndarray:
+    """Offsets of the non-ASCII bytes that folding may change: all but those of inert characters (`fold.inert`:
+    accented letters, typographic quotes, most scripts), which in most text are nearly all of them."""
+    high = _where_byte(b, lambda block: block >= 0x80)
+    at, points = ngram.utf8_chars(b, high[b.take(high) >= 0xC2])
+    at = at[inert().take(points)]
+    if not len(at):
+        return high
+    drop = np.concatenate([at, at + 1, (at + 2)[b.take(at) >= 0xE0]])  # each with its continuation bytes
+    keep = np.ones(len(high), bool)
+    keep[np.searchsorted(high, drop)] = False
+    return high[keep]
 
 
 def _lines_of(data: bytes, offsets: np.ndarray) -> list[tuple[int, int]]:

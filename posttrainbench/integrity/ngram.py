@@ -119,10 +119,9 @@ def _escapes(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate([simple, hidden]), uni, points
 
 
-def _utf8_chars(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(offset, code point) of every 2- and 3-byte UTF-8 character; 4-byte ones (emoji) are separators."""
-    # Lead bytes are looked at alone (non-ASCII bytes are few in most text): one pass over the block, not eight.
-    leads = np.flatnonzero(b >= 0xC2)
+def utf8_chars(b: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, code point) of every well-formed 2- and 3-byte UTF-8 character that starts at one of the (sorted)
+    offsets `leads` (those of the bytes >= 0xC2, or more); 4-byte ones (emoji) are separators."""
     lead = np.take(b, leads)
     two, three = leads[lead <= 0xDF], leads[(lead >= 0xE0) & (lead <= 0xEF)]
     c1, c2, c3 = (_following(b, at) for at in (two + 1, three + 1, three + 2))
@@ -141,7 +140,8 @@ def _following(b: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 def _other_words(b: np.ndarray, escape_at: np.ndarray, escape_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(offset, key) of the words made of non-ASCII characters, written raw or as escapes."""
-    raw_at, raw_points = _utf8_chars(b)
+    # Lead bytes are looked at alone (non-ASCII bytes are few in most text): one pass over the block, not eight.
+    raw_at, raw_points = utf8_chars(b, np.flatnonzero(b >= 0xC2))
     at = np.concatenate([raw_at, escape_at])
     points = np.concatenate([raw_points, escape_points])
     width = np.concatenate([np.where(b[raw_at] >= 0xE0, 3, 2), np.full(len(escape_at), 6)])
