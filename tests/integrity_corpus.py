@@ -182,6 +182,18 @@ def _rot13(root, m, b):
     write(root, "task/data.txt", "\n\n".join(codecs.encode(t, "rot13") for t in texts(m, b)))
 
 
+def _escaped(form: str, name: str):
+    """Every ASCII letter and digit written as an escape: what loads the file (json.loads, a Python or JavaScript
+    string literal) reads plain text."""
+    special = {"\\": "\\\\", '"': '\\"', "\n": "\\n"}
+
+    def plant(root, m, b):
+        rows = ["".join(form.format(ord(c)) if c.isascii() and c.isalnum() else special.get(c, c) for c in t)
+                for t in texts(m, b)]
+        write(root, name, "\n".join('{"text": "%s"}' % row for row in rows))
+    return plant
+
+
 def _wide(encoding: str):
     return lambda root, m, b: write(root, f"task/train.{encoding}.txt", "\n\n".join(texts(m, b)).encode(encoding))
 
@@ -638,6 +650,9 @@ CHEATS = [
     ("rot13", "encoding", _rot13, ("gsm8k", "healthbench", "aime2025"), False),
     ("utf-16", "encoding", _wide("utf-16"), ("humaneval", "arenahardwriting"), False),
     ("utf-32", "encoding", _wide("utf-32"), ("bfcl",), False),
+    ("JSON escapes letter by letter", "encoding", _escaped("\\u{:04x}", "task/train.jsonl"), ("gsm8k", "gpqamain"),
+     False),
+    ("hex escapes letter by letter", "encoding", _escaped("\\x{:02x}", "task/data.py"), ("humaneval",), False),
     ("npy token ids", "token ids or binary", _npy, ("gsm8k", "aime2025"), True),
     ("npz token ids", "token ids or binary", _npz, ("humaneval",), True),
     ("datasets folder of input_ids", "token ids or binary", _datasets_folder, ("gsm8k", "healthbench", "bfcl"), True),

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -118,6 +119,37 @@ def test_pieces_are_folded_as_if_every_line_were():
         data = "\n".join(lines).encode("utf-8", "surrogateescape")
         data = data.replace("\xff".encode(), b"\xff").replace("\xc3".encode(), b"\xc3")
         assert decode._folded(data) == _folded_line_by_line(data)
+
+
+def test_suspect_escapes_are_those_of_letters_and_of_characters_folding_may_change():
+    table = inert()
+    rng = np.random.default_rng(11)
+    codes = np.concatenate([rng.integers(0, 0x10000, 3000), rng.integers(0, 0x100, 500),
+                            [0x430, 0xFB01, 0xD835, 0xE9, 0x2019, 0x41, 0x200B]])
+    parts = []
+    for code in codes.tolist():
+        letter = rng.choice(["u", "U", "x"])
+        escape = f"\\{letter}{code:0{2 if letter == 'x' else 4}{rng.choice(['x', 'X'])}}"
+        parts.append(rng.choice([escape, escape[:-1], "\\\\" + escape[1:], "x" + escape, "é " + escape]))
+    data = " ".join(parts).encode() + b"\\u04 \\x4"
+
+    def shown(code: int) -> bool:
+        return chr(code).isalnum() if code < 0x80 else not table[code]
+
+    expected = sorted([m.start() for m in re.finditer(rb"\\[uU]([0-9a-fA-F]{4})", data) if shown(int(m.group(1), 16))]
+                      + [m.start() for m in re.finditer(rb"\\x([0-9a-fA-F]{2})", data)
+                         if int(m.group(1), 16) < 0x80 and shown(int(m.group(1), 16))])
+    assert decode._suspect_escapes(np.frombuffer(data, np.uint8)).tolist() == expected
+    assert len(expected) > 500
+
+
+def test_text_escaped_letter_by_letter_is_read_as_text():
+    text = 'Janet’s ducks lay 16 eggs "per" day\\n'
+    for form in ("\\u{:04x}", "\\x{:02x}"):
+        escaped = "".join(form.format(ord(c)) if c.isascii() and c.isalnum() else c for c in text)
+        assert decode._folded(escaped.encode()) == text.encode()
+    kept = rb"line\u000a \x0a \xc3\xa9 \ud835 \u0020"
+    assert decode._folded(kept + rb" \u0041") == kept + b" A"
 
 
 def _non_ascii_lines(data: bytes) -> list[tuple[int, int]]:

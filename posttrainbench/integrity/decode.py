@@ -664,22 +664,54 @@ def _text_blob(data: bytes, ctx: Context, depth: int, via: str) -> Iterator[Piec
         yield from _expand(piece, line, ctx, depth, via)
 
 
-_UNICODE_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})")
+_UNICODE_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
+                             r"|\\x([0-9a-fA-F]{2})")
+_HEX_VALUE = np.full(256, 16, np.int64)
+_HEX_VALUE[list(b"0123456789")] = np.arange(10)
+_HEX_VALUE[list(b"abcdef")] = _HEX_VALUE[list(b"ABCDEF")] = np.arange(10, 16)
+_ALNUM = np.zeros(256, bool)
+_ALNUM[list(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
 
 
-# JSON escapes of characters that folding changes: Greek and Cyrillic, format characters, variation selectors,
-# fullwidth forms, mathematical alphanumerics (surrogates of U+1D400-1D7FF).
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0[34][0-9a-f]{2}|00ad|180e|200[b-f]|202[a-e]|206[0-9a-f]|fe0[0-9a-f]|feff"
-                             rb"|ff[0-5][0-9a-f]|d835)", re.IGNORECASE)
+def _hex_codes(b: np.ndarray, at: np.ndarray, digits: int) -> np.ndarray:
+    """The number written by the hex digits at `at + 2` ... (a backslash and a letter at `at`), -1 where one is not a
+    hex digit."""
+    values = _HEX_VALUE.take(b.take(at[:, None] + np.arange(2, 2 + digits)))
+    codes = np.zeros(len(at), np.int64)
+    for column in range(digits):
+        codes = (codes << 4) | values[:, column]
+    return np.where((values < 16).all(axis=1), codes, -1)
+
+
+def _suspect_escapes(b: np.ndarray) -> np.ndarray:
+    """Offsets of the escapes that hide what folding and the word splitter must see: JSON's `\\uXXXX` (`\\U` too)
+    of a letter or digit of ASCII or of a non-ASCII character that folding may change (all but inert ones; surrogates
+    too: the halves of mathematical alphanumerics), and `\\xHH` of an ASCII letter or digit (Python and JavaScript
+    strings). A text written as escapes letter by letter reads as plain text to whatever loads it. Found from the
+    backslashes with numpy."""
+    slashes = _where_byte(b[:-3], lambda block: block == 92)
+    after = b.take(slashes + 1)
+    unicode = slashes[((after | 32) == ord("u")) & (slashes < len(b) - 5)]
+    codes = _hex_codes(b, unicode, 4)
+    suspect = codes >= 0x80
+    suspect[suspect] = ~inert().take(codes[suspect])
+    suspect |= (codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)
+    hexes = slashes[after == ord("x")]
+    hex_codes = _hex_codes(b, hexes, 2)
+    letters = (hex_codes >= 0) & _ALNUM.take(hex_codes & 0xFF)
+    return np.union1d(unicode[suspect], hexes[letters])
 
 
 def _unescape(match: re.Match) -> str:
-    if match.group(3) is None:
+    if match.group(1) is not None:
         high, low = int(match.group(1), 16), int(match.group(2), 16)
         return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-    code = int(match.group(3), 16)
-    # ASCII escapes stay: \\u000a must not add a line, and the word splitter reads them as separators anyway.
-    return match.group(0) if code < 0x80 or 0xD800 <= code < 0xE000 else chr(code)
+    code = int(match.group(3) or match.group(4), 16)
+    # Other escapes stay: \\u000a must not add a line, lone surrogates are no characters, and \\xHH above 0x7F is
+    # a byte of some encoding; the word splitter reads what stays as separators.
+    if code < 0x80:
+        return chr(code) if chr(code).isalnum() else match.group(0)
+    return match.group(0) if match.group(4) is not None or 0xD800 <= code < 0xE000 else chr(code)
 
 
 def _folded(data: bytes) -> bytes:
@@ -688,13 +720,13 @@ def _folded(data: bytes) -> bytes:
     folding may change (not inert ones) are decoded to text, all of them in one string (folding never adds or
     removes a line break, and acts within lines), so a piece with many such lines costs a few passes of C code, not a
     few Python calls per line."""
-    # A backslash is looked for first (memchr), not `\\u`: bytes.find of a two-byte needle ending in a common letter
-    # costs three times as much as the regex scan of the whole piece.
-    escapes = [m.start() for m in _SUSPECT_ESCAPE.finditer(data)] if b"\\" in data else []
-    if not escapes and data.isascii():
+    # One backslash is looked for first (memchr, stops at the first): much text has none.
+    b = np.frombuffer(data, np.uint8)
+    escapes = _suspect_escapes(b) if b"\\" in data else np.zeros(0, np.int64)
+    if not len(escapes) and data.isascii():
         return data
-    escaped_lines = _lines_of(data, np.array(escapes, np.int64))
-    marked_lines = _lines_of(data, _foldable(np.frombuffer(data, np.uint8)))
+    escaped_lines = _lines_of(data, escapes)
+    marked_lines = _lines_of(data, _foldable(b))
     if escaped_lines:
         taken = set(escaped_lines)
         marked_lines = [bounds for bounds in marked_lines if bounds not in taken]
