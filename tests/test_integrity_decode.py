@@ -145,11 +145,11 @@ def test_suspect_escapes_are_those_of_letters_and_of_characters_folding_may_chan
 
 def test_text_escaped_letter_by_letter_is_read_as_text():
     text = 'Janet’s ducks lay 16 eggs "per" day\\n'
-    for form in ("\\u{:04x}", "\\x{:02x}"):
+    for form in ("\\u{:04x}", "\\x{:02x}", "&#{};", "&#x{:x}"):
         escaped = "".join(form.format(ord(c)) if c.isascii() and c.isalnum() else c for c in text)
         assert decode._folded(escaped.encode()) == text.encode()
-    kept = rb"line\u000a \x0a \xc3\xa9 \ud835 \u0020"
-    assert decode._folded(kept + rb" \u0041") == kept + b" A"
+    kept = rb"line\u000a \x0a \xc3\xa9 \ud835 \u0020 &#10; &#60; &amp; &#99999999;"
+    assert decode._folded(kept + rb" \u0041 &#x4A;&#1072;") == kept + b" A Ja"
 
 
 def _non_ascii_lines(data: bytes) -> list[tuple[int, int]]:

@@ -665,7 +665,7 @@ def _text_blob(data: bytes, ctx: Context, depth: int, via: str) -> Iterator[Piec
 
 
 _UNICODE_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
-                             r"|\\x([0-9a-fA-F]{2})")
+                             r"|\\x([0-9a-fA-F]{2})|&#([0-9]{1,7});?|&#[xX]([0-9a-fA-F]{1,6});?")
 _HEX_VALUE = np.full(256, 16, np.int64)
 _HEX_VALUE[list(b"0123456789")] = np.arange(10)
 _HEX_VALUE[list(b"abcdef")] = _HEX_VALUE[list(b"ABCDEF")] = np.arange(10, 16)
@@ -687,9 +687,11 @@ def _suspect_escapes(b: np.ndarray) -> np.ndarray:
     """Offsets of the escapes that hide what folding and the word splitter must see: JSON's `\\uXXXX` (`\\U` too)
     of a letter or digit of ASCII or of a non-ASCII character that folding may change (all but inert ones; surrogates
     too: the halves of mathematical alphanumerics), and `\\xHH` of an ASCII letter or digit (Python and JavaScript
-    strings). A text written as escapes letter by letter reads as plain text to whatever loads it. Found from the
-    backslashes with numpy."""
-    slashes = _where_byte(b[:-3], lambda block: block == 92)
+    strings), and every HTML numeric character reference (`&#74;`, `&#x4a;`). A text written as escapes letter by
+    letter reads as plain text to whatever loads it. Found from the backslashes and ampersands with numpy."""
+    marks = _where_byte(b[:-3], lambda block: (block == 92) | (block == 38))
+    kinds = b.take(marks)
+    slashes, amps = marks[kinds == 92], marks[kinds == 38]
     after = b.take(slashes + 1)
     unicode = slashes[((after | 32) == ord("u")) & (slashes < len(b) - 5)]
     codes = _hex_codes(b, unicode, 4)
@@ -699,19 +701,23 @@ def _suspect_escapes(b: np.ndarray) -> np.ndarray:
     hexes = slashes[after == ord("x")]
     hex_codes = _hex_codes(b, hexes, 2)
     letters = (hex_codes >= 0) & _ALNUM.take(hex_codes & 0xFF)
-    return np.union1d(unicode[suspect], hexes[letters])
+    references = amps[b.take(amps + 1) == ord("#")]
+    return np.union1d(np.union1d(unicode[suspect], hexes[letters]), references)
 
 
 def _unescape(match: re.Match) -> str:
     if match.group(1) is not None:
         high, low = int(match.group(1), 16), int(match.group(2), 16)
         return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-    code = int(match.group(3) or match.group(4), 16)
+    hexadecimal = next((g for g in (match.group(3), match.group(4), match.group(6)) if g is not None), None)
+    code = int(hexadecimal, 16) if hexadecimal is not None else int(match.group(5))
     # Other escapes stay: \\u000a must not add a line, lone surrogates are no characters, and \\xHH above 0x7F is
     # a byte of some encoding; the word splitter reads what stays as separators.
     if code < 0x80:
         return chr(code) if chr(code).isalnum() else match.group(0)
-    return match.group(0) if match.group(4) is not None or 0xD800 <= code < 0xE000 else chr(code)
+    if match.group(4) is not None or 0xD800 <= code < 0xE000 or code > 0x10FFFF:
+        return match.group(0)
+    return chr(code)
 
 
 def _folded(data: bytes) -> bytes:
@@ -720,9 +726,9 @@ def _folded(data: bytes) -> bytes:
     folding may change (not inert ones) are decoded to text, all of them in one string (folding never adds or
     removes a line break, and acts within lines), so a piece with many such lines costs a few passes of C code, not a
     few Python calls per line."""
-    # One backslash is looked for first (memchr, stops at the first): much text has none.
+    # One backslash or ampersand is looked for first (memchr, stops at the first): much text has neither.
     b = np.frombuffer(data, np.uint8)
-    escapes = _suspect_escapes(b) if b"\\" in data else np.zeros(0, np.int64)
+    escapes = _suspect_escapes(b) if b"\\" in data or b"&" in data else np.zeros(0, np.int64)
     if not len(escapes) and data.isascii():
         return data
     escaped_lines = _lines_of(data, escapes)
