@@ -240,7 +240,10 @@ def main() -> int:
     if (args.original_script is None) != (args.cl100k is None):
         parser.error("--original-script and --cl100k go together")
 
-    benchmarks = list(contamination.available_benchmarks()[0])
+    benchmarks, missing = contamination.available_benchmarks()
+    if "gsm8k" in missing:
+        parser.error(f"GSM8K's test set is not available: set PTB_DATA_DIR (now {os.environ['PTB_DATA_DIR']})")
+    benchmarks = list(benchmarks)
     with tempfile.TemporaryDirectory(prefix="ptb-index-") as cache:
         os.environ["PTB_CACHE"] = cache
         index, wall, cpu = timed(lambda: index_cache.load_or_build(

@@ -53,6 +53,11 @@ def test_hash_set_finds_its_members_and_only_them():
     assert all(np.array_equal(a, b) for a, b in zip(again.find(probes), (at, where), strict=True))
 
 
+def test_an_index_of_no_items_finds_nothing():
+    index = contamination.Index.build([], [])
+    assert index.scan(b"Janet's ducks lay 16 eggs per day and she eats three for breakfast every morning") == []
+
+
 def test_words_split_as_described():
     assert ngram.words("Janet’s ducks: 16/day") == ["janet", "s", "ducks", "16", "day"]
     assert ngram.words("你好，世界") == ["你", "好", "世", "界"]

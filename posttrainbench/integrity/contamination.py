@@ -156,7 +156,7 @@ class Index:
         h, part = h[order], part[order]
         first = np.flatnonzero(np.r_[True, h[1:] != h[:-1]]) if len(h) else np.zeros(0, np.int64)
         unique_h = h[first]
-        last = np.r_[first[1:], len(h)] - 1
+        last = np.r_[first[1:], len(h)] - 1 if len(h) else first
         keep = item_of[part[first]] == item_of[part[last]]
         if allowed:
             _, allowed_keys = ngram.keys(fold("\n".join(allowed)).encode())
