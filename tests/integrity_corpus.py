@@ -184,7 +184,7 @@ def _rot13(root, m, b):
 
 def _escaped(form: str, name: str):
     """Every ASCII letter and digit written as an escape: what loads the file (json.loads, a Python or JavaScript
-    string literal, an HTML parser) reads plain text."""
+    string literal, an HTML parser, a URL decoder) reads plain text."""
     special = {"\\": "\\\\", '"': '\\"', "\n": "\\n"}
 
     def plant(root, m, b):
@@ -654,6 +654,8 @@ CHEATS = [
      False),
     ("hex escapes letter by letter", "encoding", _escaped("\\x{:02x}", "task/data.py"), ("humaneval",), False),
     ("HTML references letter by letter", "encoding", _escaped("&#{};", "task/page.html"), ("arenahardwriting",), False),
+    ("octal escapes letter by letter", "encoding", _escaped("\\{:03o}", "task/strings.c"), ("aime2025",), False),
+    ("percent-encoded letter by letter", "encoding", _escaped("%{:02X}", "task/urls.txt"), ("healthbench",), False),
     ("npy token ids", "token ids or binary", _npy, ("gsm8k", "aime2025"), True),
     ("npz token ids", "token ids or binary", _npz, ("humaneval",), True),
     ("datasets folder of input_ids", "token ids or binary", _datasets_folder, ("gsm8k", "healthbench", "bfcl"), True),

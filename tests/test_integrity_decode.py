@@ -124,31 +124,35 @@ def test_pieces_are_folded_as_if_every_line_were():
 def test_suspect_escapes_are_those_of_letters_and_of_characters_folding_may_change():
     table = inert()
     rng = np.random.default_rng(11)
-    codes = np.concatenate([rng.integers(0, 0x10000, 3000), rng.integers(0, 0x100, 500),
+    forms = {"u": ("\\u{:04x}", 16), "U": ("\\U{:08X}", 16), "x": ("\\x{:02x}", 16), "octal": ("\\{:03o}", 8),
+             "percent": ("%{:02X}", 16), "decimal": ("&#{};", 10)}
+    codes = np.concatenate([rng.integers(0, 0x10000, 3000), rng.integers(0, 0x100, 3000),
                             [0x430, 0xFB01, 0xD835, 0xE9, 0x2019, 0x41, 0x200B]])
     parts = []
     for code in codes.tolist():
-        letter = rng.choice(["u", "U", "x"])
-        escape = f"\\{letter}{code:0{2 if letter == 'x' else 4}{rng.choice(['x', 'X'])}}"
-        parts.append(rng.choice([escape, escape[:-1], "\\\\" + escape[1:], "x" + escape, "é " + escape]))
-    data = " ".join(parts).encode() + b"\\u04 \\x4"
+        form, _ = forms[rng.choice(list(forms))]
+        escape = form.format(code)
+        parts.append(rng.choice([escape, escape[:-1], "\\" + escape, "x" + escape, "é " + escape, escape + "7"]))
+    data = " ".join(parts).encode() + b"\\u04 \\x4 %4"
 
-    def shown(code: int) -> bool:
-        return chr(code).isalnum() if code < 0x80 else not table[code]
+    def suspect(kind: str, digits: str) -> bool:
+        code = int(digits, forms[kind][1])
+        return chr(code).isascii() and chr(code).isalnum() or (kind == "u" and code >= 0x80 and not table[code])
 
-    expected = sorted([m.start() for m in re.finditer(rb"\\[uU]([0-9a-fA-F]{4})", data) if shown(int(m.group(1), 16))]
-                      + [m.start() for m in re.finditer(rb"\\x([0-9a-fA-F]{2})", data)
-                         if int(m.group(1), 16) < 0x80 and shown(int(m.group(1), 16))])
-    assert decode._suspect_escapes(np.frombuffer(data, np.uint8)).tolist() == expected
-    assert len(expected) > 500
+    patterns = {"u": rb"\\u([0-9a-fA-F]{4})", "U": rb"\\U([0-9a-fA-F]{8})", "x": rb"\\x([0-9a-fA-F]{2})",
+                "octal": rb"\\([0-3][0-7]{2})", "percent": rb"%([0-9a-fA-F]{2})"}
+    expected = {m.start() for kind, pattern in patterns.items() for m in re.finditer(pattern, data)
+                if suspect(kind, m.group(1).decode())} | {m.start() for m in re.finditer(rb"&#", data)}
+    assert decode._suspect_escapes(np.frombuffer(data, np.uint8)).tolist() == sorted(expected)
+    assert len(expected) > 1000
 
 
 def test_text_escaped_letter_by_letter_is_read_as_text():
     text = 'Janet’s ducks lay 16 eggs "per" day\\n'
-    for form in ("\\u{:04x}", "\\x{:02x}", "&#{};", "&#x{:x}"):
+    for form in ("\\u{:04x}", "\\U{:08x}", "\\x{:02x}", "\\{:03o}", "%{:02X}", "&#{};", "&#x{:x}"):
         escaped = "".join(form.format(ord(c)) if c.isascii() and c.isalnum() else c for c in text)
         assert decode._folded(escaped.encode()) == text.encode()
-    kept = rb"line\u000a \x0a \xc3\xa9 \ud835 \u0020 &#10; &#60; &amp; &#99999999;"
+    kept = rb"line\u000a \x0a \xc3\xa9 \ud835 \u0020 &#10; &#60; &amp; &#99999999; %20 %e2%80 \012 \1"
     assert decode._folded(kept + rb" \u0041 &#x4A;&#1072;") == kept + b" A Ja"
 
 

@@ -664,58 +664,71 @@ def _text_blob(data: bytes, ctx: Context, depth: int, via: str) -> Iterator[Piec
         yield from _expand(piece, line, ctx, depth, via)
 
 
-_UNICODE_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
-                             r"|\\x([0-9a-fA-F]{2})|&#([0-9]{1,7});?|&#[xX]([0-9a-fA-F]{1,6});?")
-_HEX_VALUE = np.full(256, 16, np.int64)
-_HEX_VALUE[list(b"0123456789")] = np.arange(10)
-_HEX_VALUE[list(b"abcdef")] = _HEX_VALUE[list(b"ABCDEF")] = np.arange(10, 16)
+# The escapes undone in lines that have one worth undoing. The byte escapes (\\x, octal, percent) are undone only
+# where they give an ASCII letter or digit: above 0x7F they are bytes of some encoding, not characters.
+_ESCAPE = re.compile(r"\\u(?P<high>[dD][89abAB][0-9a-fA-F]{2})\\u(?P<low>[dD][c-fC-F][0-9a-fA-F]{2})"
+                     r"|\\u(?P<u>[0-9a-fA-F]{4})|\\U(?P<U>[0-9a-fA-F]{8})|\\x(?P<x>[0-9a-fA-F]{2})"
+                     r"|\\(?P<octal>[0-7]{3})|%(?P<percent>[0-9a-fA-F]{2})"
+                     r"|&#(?P<decimal>[0-9]{1,7});?|&#[xX](?P<hex>[0-9a-fA-F]{1,6});?")
+_BASE = {"u": 16, "U": 16, "x": 16, "octal": 8, "percent": 16, "decimal": 10, "hex": 16}
+_BYTE_ESCAPES = {"x", "octal", "percent"}
+_DIGIT_VALUE = np.full(256, 99, np.int64)
+_DIGIT_VALUE[list(b"0123456789")] = np.arange(10)
+_DIGIT_VALUE[list(b"abcdef")] = _DIGIT_VALUE[list(b"ABCDEF")] = np.arange(10, 16)
 _ALNUM = np.zeros(256, bool)
 _ALNUM[list(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
 
 
-def _hex_codes(b: np.ndarray, at: np.ndarray, digits: int) -> np.ndarray:
-    """The number written by the hex digits at `at + 2` ... (a backslash and a letter at `at`), -1 where one is not a
-    hex digit."""
-    values = _HEX_VALUE.take(b.take(at[:, None] + np.arange(2, 2 + digits)))
+def _escaped_codes(b: np.ndarray, at: np.ndarray, skip: int, digits: int, base: int) -> np.ndarray:
+    """The number written by the `digits` digits of `base` from `at + skip` on, -1 where one is not such a digit."""
+    values = _DIGIT_VALUE.take(b.take(at[:, None] + np.arange(skip, skip + digits)))
     codes = np.zeros(len(at), np.int64)
     for column in range(digits):
-        codes = (codes << 4) | values[:, column]
-    return np.where((values < 16).all(axis=1), codes, -1)
+        codes = codes * base + values[:, column]
+    return np.where((values < base).all(axis=1), codes, -1)
 
 
 def _suspect_escapes(b: np.ndarray) -> np.ndarray:
-    """Offsets of the escapes that hide what folding and the word splitter must see: JSON's `\\uXXXX` (`\\U` too)
-    of a letter or digit of ASCII or of a non-ASCII character that folding may change (all but inert ones; surrogates
-    too: the halves of mathematical alphanumerics), and `\\xHH` of an ASCII letter or digit (Python and JavaScript
-    strings), and every HTML numeric character reference (`&#74;`, `&#x4a;`). A text written as escapes letter by
-    letter reads as plain text to whatever loads it. Found from the backslashes and ampersands with numpy."""
-    marks = _where_byte(b[:-3], lambda block: (block == 92) | (block == 38))
+    """Offsets of the escapes that hide what folding and the word splitter must see. A text written as escapes letter
+    by letter reads as plain text to whatever loads it (json.loads, a string literal, an HTML parser, a URL decoder),
+    so every escape of an ASCII letter or digit counts: `\\uXXXX`, `\\UXXXXXXXX`, `\\xHH`, octal `\\NNN`,
+    `%HH`; so do the `\\u` escapes of non-ASCII characters that folding may change (all but inert ones; surrogates
+    too: the halves of mathematical alphanumerics) and every HTML numeric character reference (`&#74;`, `&#x4a;`).
+    Found from the backslashes, percent signs and ampersands with numpy."""
+    marks = _where_byte(b[:-3], lambda block: (block == 92) | (block == 37) | (block == 38))
     kinds = b.take(marks)
-    slashes, amps = marks[kinds == 92], marks[kinds == 38]
-    after = b.take(slashes + 1)
-    unicode = slashes[((after | 32) == ord("u")) & (slashes < len(b) - 5)]
-    codes = _hex_codes(b, unicode, 4)
-    suspect = codes >= 0x80
-    suspect[suspect] = ~inert().take(codes[suspect])
-    suspect |= (codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)
-    hexes = slashes[after == ord("x")]
-    hex_codes = _hex_codes(b, hexes, 2)
-    letters = (hex_codes >= 0) & _ALNUM.take(hex_codes & 0xFF)
-    references = amps[b.take(amps + 1) == ord("#")]
-    return np.union1d(np.union1d(unicode[suspect], hexes[letters]), references)
+    after = b.take(marks + 1)
+    found = [marks[(kinds == 38) & (after == ord("#"))]]
+    slashes, after_slash = marks[kinds == 92], after[kinds == 92]
+    for letter, skip, digits, base in ((ord("u"), 2, 4, 16), (ord("U"), 2, 8, 16), (ord("x"), 2, 2, 16)):
+        at = slashes[(after_slash == letter) & (slashes < len(b) - skip - digits + 1)]
+        codes = _escaped_codes(b, at, skip, digits, base)
+        suspect = (codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)
+        if letter == ord("u"):
+            foldable = (codes >= 0x80) & (codes < 0x10000)
+            foldable[foldable] = ~inert().take(codes[foldable])
+            suspect |= foldable
+        found.append(at[suspect])
+    octal = slashes[(after_slash >= ord("0")) & (after_slash <= ord("3"))]
+    codes = _escaped_codes(b, octal, 1, 3, 8)
+    found.append(octal[(codes >= 0) & _ALNUM.take(codes & 0x7F) & (codes < 0x80)])
+    percent = marks[kinds == 37]
+    codes = _escaped_codes(b, percent, 1, 2, 16)
+    found.append(percent[(codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)])
+    return np.unique(np.concatenate(found))
 
 
 def _unescape(match: re.Match) -> str:
-    if match.group(1) is not None:
-        high, low = int(match.group(1), 16), int(match.group(2), 16)
+    name = match.lastgroup
+    if name == "low":
+        high, low = int(match.group("high"), 16), int(match.group("low"), 16)
         return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-    hexadecimal = next((g for g in (match.group(3), match.group(4), match.group(6)) if g is not None), None)
-    code = int(hexadecimal, 16) if hexadecimal is not None else int(match.group(5))
-    # Other escapes stay: \\u000a must not add a line, lone surrogates are no characters, and \\xHH above 0x7F is
-    # a byte of some encoding; the word splitter reads what stays as separators.
+    code = int(match.group(name), _BASE[name])
+    # Other escapes stay: \\u000a must not add a line, lone surrogates are no characters; the word splitter reads
+    # what stays as separators.
     if code < 0x80:
         return chr(code) if chr(code).isalnum() else match.group(0)
-    if match.group(4) is not None or 0xD800 <= code < 0xE000 or code > 0x10FFFF:
+    if name in _BYTE_ESCAPES or 0xD800 <= code < 0xE000 or code > 0x10FFFF:
         return match.group(0)
     return chr(code)
 
@@ -726,9 +739,9 @@ def _folded(data: bytes) -> bytes:
     folding may change (not inert ones) are decoded to text, all of them in one string (folding never adds or
     removes a line break, and acts within lines), so a piece with many such lines costs a few passes of C code, not a
     few Python calls per line."""
-    # One backslash or ampersand is looked for first (memchr, stops at the first): much text has neither.
+    # One backslash, ampersand or percent sign is looked for first (memchr, stops at the first).
     b = np.frombuffer(data, np.uint8)
-    escapes = _suspect_escapes(b) if b"\\" in data or b"&" in data else np.zeros(0, np.int64)
+    escapes = _suspect_escapes(b) if b"\\" in data or b"&" in data or b"%" in data else np.zeros(0, np.int64)
     if not len(escapes) and data.isascii():
         return data
     escaped_lines = _lines_of(data, escapes)
@@ -742,7 +755,7 @@ def _folded(data: bytes) -> bytes:
             continue
         texts = b"\n".join(data[start:end] for start, end in bounds).decode("utf-8", "replace")
         if escaped:
-            texts = _UNICODE_ESCAPE.sub(_unescape, texts)
+            texts = _ESCAPE.sub(_unescape, texts)
         folded = fold_whole(texts)
         if folded is texts and not escaped:
             continue
