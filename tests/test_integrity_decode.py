@@ -156,6 +156,22 @@ def test_text_escaped_letter_by_letter_is_read_as_text():
     assert decode._folded(kept + rb" \u0041 &#x4A;&#1072;") == kept + b" A Ja"
 
 
+def test_text_is_read_in_pieces_cut_after_line_breaks(monkeypatch):
+    monkeypatch.setattr(decode, "CHUNK", 64)
+    monkeypatch.setattr(decode, "LONG_LINE", 256)
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        lines = [b"x" * int(n) for n in rng.choice([0, 5, 40, 63, 64, 65, 200, 700], rng.integers(1, 30))]
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        pieces = list(decode._text_pieces(io.BytesIO(data).read))
+        assert b"".join(p for p, _ in pieces) == data
+        for number, (piece, line) in enumerate(pieces):
+            assert line == 1 + b"".join(p for p, _ in pieces[:number]).count(b"\n")
+            last = number == len(pieces) - 1
+            assert piece.endswith(b"\n") or last or len(piece) >= 256  # cut after a line break or in a long line
+            assert len(piece) < 256 + 2 * 64
+
+
 def _non_ascii_lines(data: bytes) -> list[tuple[int, int]]:
     bounds, start = [], 0
     for line in data.split(b"\n"):
