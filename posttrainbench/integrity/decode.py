@@ -698,8 +698,8 @@ def _suspect_escapes(b: np.ndarray) -> np.ndarray:
     """Offsets of the escapes that hide what folding and the word splitter must see. A text written as escapes letter
     by letter reads as plain text to whatever loads it (json.loads, a string literal, an HTML parser, a URL decoder),
     so every escape of an ASCII letter or digit counts: `\\uXXXX`, `\\UXXXXXXXX`, `\\xHH`, octal `\\NNN`,
-    `%HH`; so do the `\\u` escapes of non-ASCII characters that folding may change (all but inert ones; surrogates
-    too: the halves of mathematical alphanumerics) and every HTML numeric character reference (`&#74;`, `&#x4a;`).
+    `%HH`; so do the `\\u` and `\\U` escapes of other characters that folding may change (all but inert ones;
+    surrogates too: the halves of mathematical alphanumerics) and every HTML numeric character reference (`&#74;`).
     Found from the backslashes, percent signs and ampersands with numpy."""
     marks = _where_byte(b[:-3], lambda block: (block == 92) | (block == 37) | (block == 38))
     kinds = b.take(marks)
@@ -710,9 +710,9 @@ def _suspect_escapes(b: np.ndarray) -> np.ndarray:
         at = slashes[(after_slash == letter) & (slashes < len(b) - skip - digits + 1)]
         codes = _escaped_codes(b, at, skip, digits, base)
         suspect = (codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)
-        if letter == ord("u"):
-            foldable = (codes >= 0x80) & (codes < 0x10000)
-            foldable[foldable] = ~inert().take(codes[foldable])
+        if letter != ord("x"):  # a character: suspect unless inert (outside the BMP always, as 𝐚 is)
+            foldable = (codes >= 0x80) & (codes <= 0x10FFFF)
+            foldable[foldable] = ~inert().take(np.where(codes[foldable] < 0x10000, codes[foldable], 0))
             suspect |= foldable
         found.append(at[suspect])
     octal = slashes[(after_slash >= ord("0")) & (after_slash <= ord("3"))]
@@ -740,8 +740,8 @@ def _unescape(match: re.Match) -> str:
 
 
 def _folded(data: bytes) -> bytes:
-    """The piece with its Unicode folded (`fold`) and, where JSON escapes hide characters that folding changes,
-    unescaped first; the same object when nothing changes. Only lines with such escapes or with characters that
+    """The piece with its Unicode folded (`fold`) and, where escapes hide letters or characters that folding
+    changes (`_suspect_escapes`), unescaped first; the same object when nothing changes. Only lines with such escapes or with characters that
     folding may change (not inert ones) are decoded to text, all of them in one string (folding never adds or
     removes a line break, and acts within lines), so a piece with many such lines costs a few passes of C code, not a
     few Python calls per line."""
