@@ -190,7 +190,7 @@ def _escaped(form: str, name: str):
     def plant(root, m, b):
         rows = ["".join(form.format(ord(c)) if c.isascii() and c.isalnum() else special.get(c, c) for c in t)
                 for t in texts(m, b)]
-        write(root, name, "\n".join('{"text": "%s"}' % row for row in rows))
+        write(root, name, "\n".join(f'{{"text": "{row}"}}' for row in rows))
     return plant
 
 
