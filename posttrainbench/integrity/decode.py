@@ -678,20 +678,13 @@ _ESCAPE = re.compile(r"\\u(?P<high>[dD][89abAB][0-9a-fA-F]{2})\\u(?P<low>[dD][c-
                      r"|&#(?P<decimal>[0-9]{1,7});?|&#[xX](?P<hex>[0-9a-fA-F]{1,6});?")
 _BASE = {"u": 16, "U": 16, "x": 16, "octal": 8, "percent": 16, "decimal": 10, "hex": 16}
 _BYTE_ESCAPES = {"x", "octal", "percent"}
-_DIGIT_VALUE = np.full(256, 99, np.int64)
-_DIGIT_VALUE[list(b"0123456789")] = np.arange(10)
-_DIGIT_VALUE[list(b"abcdef")] = _DIGIT_VALUE[list(b"ABCDEF")] = np.arange(10, 16)
 _ALNUM = np.zeros(256, bool)
 _ALNUM[list(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
 
 
-def _escaped_codes(b: np.ndarray, at: np.ndarray, skip: int, digits: int, base: int) -> np.ndarray:
-    """The number written by the `digits` digits of `base` from `at + skip` on, -1 where one is not such a digit."""
-    values = _DIGIT_VALUE.take(b.take(at[:, None] + np.arange(skip, skip + digits)))
-    codes = np.zeros(len(at), np.int64)
-    for column in range(digits):
-        codes = codes * base + values[:, column]
-    return np.where((values < base).all(axis=1), codes, -1)
+def _letter_or_digit(codes: np.ndarray) -> np.ndarray:
+    """Per code (-1: none): an ASCII letter or digit."""
+    return (codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)
 
 
 def _suspect_escapes(b: np.ndarray) -> np.ndarray:
@@ -708,19 +701,19 @@ def _suspect_escapes(b: np.ndarray) -> np.ndarray:
     slashes, after_slash = marks[kinds == 92], after[kinds == 92]
     for letter, skip, digits, base in ((ord("u"), 2, 4, 16), (ord("U"), 2, 8, 16), (ord("x"), 2, 2, 16)):
         at = slashes[(after_slash == letter) & (slashes < len(b) - skip - digits + 1)]
-        codes = _escaped_codes(b, at, skip, digits, base)
-        suspect = (codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)
+        codes = ngram.escaped_codes(b, at, skip, digits, base)
+        suspect = _letter_or_digit(codes)
         if letter != ord("x"):  # a character: suspect unless inert (outside the BMP always, as 𝐚 is)
             foldable = (codes >= 0x80) & (codes <= 0x10FFFF)
             foldable[foldable] = ~inert().take(np.where(codes[foldable] < 0x10000, codes[foldable], 0))
             suspect |= foldable
         found.append(at[suspect])
     octal = slashes[(after_slash >= ord("0")) & (after_slash <= ord("3"))]
-    codes = _escaped_codes(b, octal, 1, 3, 8)
-    found.append(octal[(codes >= 0) & _ALNUM.take(codes & 0x7F) & (codes < 0x80)])
+    codes = ngram.escaped_codes(b, octal, 1, 3, 8)
+    found.append(octal[_letter_or_digit(codes)])
     percent = marks[kinds == 37]
-    codes = _escaped_codes(b, percent, 1, 2, 16)
-    found.append(percent[(codes >= 0) & (codes < 0x80) & _ALNUM.take(codes & 0x7F)])
+    codes = ngram.escaped_codes(b, percent, 1, 2, 16)
+    found.append(percent[_letter_or_digit(codes)])
     return np.unique(np.concatenate(found))
 
 

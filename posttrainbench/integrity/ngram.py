@@ -41,10 +41,9 @@ for _lo, _hi in _IDEOGRAPH_RANGES:
     _IS_IDEOGRAPH[_lo : _hi + 1] = True
 _SIMPLE_ESCAPE = np.zeros(256, bool)
 _SIMPLE_ESCAPE[list(b'nrtbf"/\\')] = True
-_HEX_VALUE = np.full(256, 255, np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX_VALUE[_c] = _i
-    _HEX_VALUE[bytes([_c]).upper()[0]] = _i
+_DIGIT_VALUE = np.full(256, 99, np.int64)
+_DIGIT_VALUE[list(b"0123456789")] = np.arange(10)
+_DIGIT_VALUE[list(b"abcdef")] = _DIGIT_VALUE[list(b"ABCDEF")] = np.arange(10, 16)
 
 # A \\uXXXX escape is replaced whole; after any other backslash only the escaped character becomes a separator
 # (the backslash is one already), which keeps `\\\\n` the same as the fast path sees it.
@@ -111,12 +110,20 @@ def _escapes(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     after = b[slashes + 1]
     simple = slashes[_SIMPLE_ESCAPE[after]] + 1
     uni = slashes[(after == ord("u")) & (slashes + 5 < len(b))]
-    digits = _HEX_VALUE[b[uni[:, None] + np.arange(2, 6)]].astype(np.int64)
-    valid = np.all(digits < 16, axis=1)
-    uni, digits = uni[valid], digits[valid]
-    points = (digits[:, 0] << 12) | (digits[:, 1] << 8) | (digits[:, 2] << 4) | digits[:, 3]
+    points = escaped_codes(b, uni, 2, 4, 16)
+    uni, points = uni[points >= 0], points[points >= 0]
     hidden = (uni[:, None] + np.arange(1, 6)).ravel()
     return np.concatenate([simple, hidden]), uni, points
+
+
+def escaped_codes(b: np.ndarray, at: np.ndarray, skip: int, digits: int, base: int) -> np.ndarray:
+    """The number written by the `digits` digits of `base` from `at + skip` on (an escape at `at`), -1 where one is
+    not such a digit."""
+    values = _DIGIT_VALUE.take(b.take(at[:, None] + np.arange(skip, skip + digits)))
+    codes = np.zeros(len(at), np.int64)
+    for column in range(digits):
+        codes = codes * base + values[:, column]
+    return np.where((values < base).all(axis=1), codes, -1)
 
 
 def utf8_chars(b: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
